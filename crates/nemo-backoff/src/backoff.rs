@@ -148,9 +148,9 @@ impl Backoff {
 
     /// The delay to wait before the next attempt, or `None` to give up.
     ///
-    /// Each `Some` counts as one attempt. Once `None` was returned, it keeps returning `None`
-    /// until [`reset`](Self::reset) (unless more time is allowed — it is not: the elapsed
-    /// window only grows).
+    /// Each `Some` counts as one attempt. After a `None`, every call returns `None` until
+    /// [`reset`](Self::reset) (attempts only grow, and so does elapsed time on a monotonic
+    /// clock).
     ///
     /// ```
     /// use std::time::Duration;

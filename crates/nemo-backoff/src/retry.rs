@@ -142,7 +142,9 @@ where
 /// Loop: call `op`; on `Ok` reset `backoff` (a success ends the failure streak) and return the
 /// value; on `Err(e)` ask `classify(&e)`: `Stop` → `Permanent(e)` at once, `Retry` → take
 /// `backoff.next_delay()`: `None` → `Exhausted { last: e, attempts }`, `Some(d)` → sleep `d`
-/// and call `op` again. `op` therefore runs at most `max_attempts + 1` times.
+/// and call `op` again. `op` therefore runs at most `max_attempts + 1` times. Each decision
+/// is logged at `debug` level with the attempt number (and delay); the error itself is not
+/// logged here (it may carry secrets; `E` need not be `Display`): the caller logs it.
 ///
 /// # Errors
 ///
@@ -185,10 +187,21 @@ where
                 return Ok(value);
             }
             Err(err) => match classify(&err) {
-                RetryDecision::Stop => return Err(RetryError::Permanent(err)),
+                RetryDecision::Stop => {
+                    tracing::debug!(attempt = calls, "permanent error, not retrying");
+                    return Err(RetryError::Permanent(err));
+                }
                 RetryDecision::Retry => match backoff.next_delay() {
-                    Some(delay) => sleeper.sleep(delay).await,
+                    Some(delay) => {
+                        tracing::debug!(
+                            attempt = calls,
+                            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                            "transient error, retrying after backoff"
+                        );
+                        sleeper.sleep(delay).await;
+                    }
                     None => {
+                        tracing::debug!(attempt = calls, "backoff exhausted, giving up");
                         return Err(RetryError::Exhausted {
                             last: err,
                             attempts: calls,
