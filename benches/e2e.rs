@@ -1,0 +1,566 @@
+//! End-to-end benchmark of the bridge against a ceiling measured in the same run.
+//!
+//! ```sh
+//! cargo bench --bench e2e                       # defaults: 200,000 events, 1,000,000 backlog
+//! NEMO_BENCH_N=50000 NEMO_BENCH_BACKLOG=0 cargo bench --bench e2e   # quicker
+//! ```
+//!
+//! It starts a private redis-server and mosquitto (DESIGN.md §6 config: nodelay,
+//! unlimited queues) on free loopback ports, and prints a table:
+//!
+//! 1. **ceiling** — a direct paho publish of the same pre-generated payloads at
+//!    QoS 1, with confirms, with the bridge's in-flight window;
+//! 2. **drain** — N v1 items preloaded into the list (and into a stream); the
+//!    bridge started; time until all are confirmed and acked;
+//! 3. **latency** — items pushed at fixed rates, subscriber receive time minus
+//!    push time, p50/p99/max;
+//! 4. **memory** — peak RSS of the bridge during the drain and under a
+//!    1,000,000-item backlog (sampled as it drains, to show it stays flat);
+//! 5. **recovery** — time from a broker restart to the first confirmed publish.
+//!
+//! Results also go to `target/bench-results/e2e-<unix time>.json`, with the
+//! machine described, so runs can be compared over time.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fred::prelude::*;
+use futures::StreamExt;
+use nemo_testkit::{Mosquitto, RedisServer};
+use paho_mqtt as mqtt;
+
+const KEY: &str = "nemo_mqtt_events";
+const PROCESSING: &str = "{nemo_mqtt_events}:processing";
+const WINDOW: usize = 256;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// A v1 queue item like the plugin writes, ~300 bytes, with a sequence number
+/// and (optionally) the push time in the payload.
+fn item(seq: usize, pushed_ns: u128) -> String {
+    let tool = [1, 7, 12, 23, 42][seq % 5];
+    let payload = format!(
+        "{{\"event\": \"tool_enabled\", \"tool_id\": {tool}, \"tool_name\": \"Zeiss Supra 55 SEM\", \
+         \"usage_id\": {seq}, \"user_name\": \"Jane Doe\", \"start_time\": \"2025-10-16T14:02:32.944572+00:00\", \
+         \"pushed_ns\": {pushed_ns}}}"
+    );
+    let escaped = payload.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "{{\"topic\": \"nemo/tools/{tool}/enabled\", \"payload\": \"{escaped}\", \"qos\": 1, \"retain\": false, \"timestamp\": 1760623352.944572}}"
+    )
+}
+
+/// Preload `n` items with `redis-cli --pipe` (LPUSH in batches of 1,000, as a
+/// producer would; oldest first).
+fn preload_list(redis: &RedisServer, n: usize, start: usize) -> Res<()> {
+    preload(redis, n, start, |values, out| {
+        let _ = write!(out, "*{}\r\n$5\r\nLPUSH\r\n${}\r\n{KEY}\r\n", values.len() + 2, KEY.len());
+        for v in values {
+            let _ = write!(out, "${}\r\n{v}\r\n", v.len());
+        }
+    })
+}
+
+fn preload_stream(redis: &RedisServer, key: &str, n: usize) -> Res<()> {
+    preload(redis, n, 0, |values, out| {
+        for v in values {
+            let _ = write!(
+                out,
+                "*5\r\n$4\r\nXADD\r\n${}\r\n{key}\r\n$1\r\n*\r\n$4\r\nitem\r\n${}\r\n{v}\r\n",
+                key.len(),
+                v.len()
+            );
+        }
+    })
+}
+
+fn preload(
+    redis: &RedisServer,
+    n: usize,
+    start: usize,
+    encode: impl Fn(&[String], &mut String),
+) -> Res<()> {
+    let mut child = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &redis.port().to_string(), "-n", "1", "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let mut i = start;
+    let end = start + n;
+    while i < end {
+        let batch: Vec<String> = (i..end.min(i + 1000)).map(|s| item(s, 0)).collect();
+        i += batch.len();
+        let mut out = String::with_capacity(batch.len() * 340);
+        // SELECT 1 is implied by -n 1 for --pipe.
+        encode(&batch, &mut out);
+        stdin.write_all(out.as_bytes())?;
+    }
+    drop(stdin);
+    if !child.wait()?.success() {
+        return Err("redis-cli --pipe failed".into());
+    }
+    Ok(())
+}
+
+fn bridge_config(dir: &Path, redis: &RedisServer, broker: &Mosquitto, mode: &str) -> Res<PathBuf> {
+    let http = nemo_testkit::free_port()?;
+    let path = dir.join(format!("bridge-{mode}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[redis]\nurl = \"{}\"\nmode = \"{mode}\"\nkey = \"{KEY}\"\n\n\
+             [mqtt]\nurl = \"{}\"\nclient_id = \"bench-bridge-{mode}\"\nqos = 1\ninflight = {WINDOW}\n\n\
+             [http]\nlisten = \"127.0.0.1:{http}\"\n",
+            redis.url(),
+            broker.url()
+        ),
+    )?;
+    Ok(path)
+}
+
+struct Bridge(Child);
+
+impl Bridge {
+    fn start(config: &Path) -> Res<Self> {
+        let child = Command::new(env!("CARGO_BIN_EXE_bridge"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(Self(child))
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A subscriber on `nemo/#` that counts messages and records latencies from
+/// the `pushed_ns` field.
+struct Counter {
+    received: Arc<AtomicU64>,
+    first_ns: Arc<AtomicU64>,
+    last_ns: Arc<AtomicU64>,
+    latencies: Arc<std::sync::Mutex<Vec<u64>>>,
+    _client: mqtt::AsyncClient,
+}
+
+impl Counter {
+    async fn start(url: &str, id: &str) -> Res<Self> {
+        let opts = mqtt::CreateOptionsBuilder::new_v3()
+            .server_uri(url)
+            .client_id(id)
+            .persistence(mqtt::PersistenceType::None)
+            .finalize();
+        let mut client = mqtt::AsyncClient::new(opts)?;
+        let mut stream = client.get_stream(100_000);
+        client
+            .connect(mqtt::ConnectOptionsBuilder::new_v3().clean_session(true).finalize())
+            .await?;
+        client.subscribe("nemo/tools/#", 1).await?;
+        let received = Arc::new(AtomicU64::new(0));
+        let first_ns = Arc::new(AtomicU64::new(0));
+        let last_ns = Arc::new(AtomicU64::new(0));
+        let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (r, f, l, lat) = (received.clone(), first_ns.clone(), last_ns.clone(), latencies.clone());
+        tokio::spawn(async move {
+            while let Some(msg) = stream.next().await {
+                let Some(msg) = msg else { continue };
+                let now = now_ns() as u64;
+                if r.fetch_add(1, Ordering::Relaxed) == 0 {
+                    f.store(now, Ordering::Relaxed);
+                }
+                l.store(now, Ordering::Relaxed);
+                let text = msg.payload_str();
+                if let Some(pos) = text.find("\"pushed_ns\": ") {
+                    let digits: String =
+                        text[pos + 13..].chars().take_while(char::is_ascii_digit).collect();
+                    if let Ok(pushed) = digits.parse::<u64>() {
+                        if pushed > 0 {
+                            lat.lock().unwrap().push(now.saturating_sub(pushed));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Self { received, first_ns, last_ns, latencies, _client: client })
+    }
+
+    fn count(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    fn reset(&self) {
+        self.received.store(0, Ordering::Relaxed);
+        self.first_ns.store(0, Ordering::Relaxed);
+        self.last_ns.store(0, Ordering::Relaxed);
+        self.latencies.lock().unwrap().clear();
+    }
+
+    async fn wait_for(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.count() < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
+/// 1. Ceiling: direct paho QoS 1 publish with confirms and the same window.
+async fn ceiling(url: &str, payloads: &[(String, String)]) -> Res<f64> {
+    let opts = mqtt::CreateOptionsBuilder::new_v3()
+        .server_uri(url)
+        .client_id("bench-ceiling")
+        .persistence(mqtt::PersistenceType::None)
+        .max_buffered_messages(WINDOW as i32 * 2)
+        .finalize();
+    let client = mqtt::AsyncClient::new(opts)?;
+    client.connect(mqtt::ConnectOptionsBuilder::new_v3().finalize()).await?;
+    let start = Instant::now();
+    let mut window: VecDeque<mqtt::DeliveryToken> = VecDeque::with_capacity(WINDOW);
+    for (topic, payload) in payloads {
+        if window.len() == WINDOW {
+            if let Some(t) = window.pop_front() {
+                t.await?;
+            }
+        }
+        window.push_back(client.publish(mqtt::Message::new(topic.as_str(), payload.as_bytes(), 1)));
+    }
+    for t in window {
+        t.await?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    client.disconnect(None).await?;
+    Ok(payloads.len() as f64 / secs)
+}
+
+async fn redis_client(redis: &RedisServer) -> Res<Client> {
+    let client = Builder::from_config(Config::from_url(&redis.url())?).build()?;
+    client.init().await?;
+    Ok(client)
+}
+
+async fn list_remaining(c: &Client) -> Res<i64> {
+    let a: i64 = c.llen(KEY).await?;
+    let b: i64 = c.llen(PROCESSING).await?;
+    Ok(a + b)
+}
+
+struct Drain {
+    events_per_s: f64,
+    wall_s: f64,
+    peak_rss_kib: u64,
+    samples_kib: Vec<u64>,
+}
+
+/// 2./4. Drain a preloaded backlog; wait until the subscriber saw all and the
+/// queue is empty; sample the bridge's RSS as it goes.
+async fn drain(
+    redis: &RedisServer,
+    broker: &Mosquitto,
+    dir: &Path,
+    mode: &str,
+    n: usize,
+    counter: &Counter,
+) -> Res<Drain> {
+    let rc = redis_client(redis).await?;
+    counter.reset();
+    let cfg = bridge_config(dir, redis, broker, mode)?;
+    let start = Instant::now();
+    let bridge = Bridge::start(&cfg)?;
+    let mut samples = Vec::new();
+    let deadline = start + Duration::from_secs(600);
+    loop {
+        let seen = counter.count();
+        if seen >= n as u64 {
+            let remaining = if mode == "list" {
+                list_remaining(&rc).await?
+            } else {
+                // Pending (delivered, not yet acked) entries of the bridge's group.
+                redis
+                    .cli(&["XPENDING", KEY, "nemo-bridge"])
+                    .map_err(|e| e.to_string())?
+                    .lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            if remaining == 0 {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{mode} drain timed out at {seen}/{n}").into());
+        }
+        samples.push(rss_kib(bridge.pid()).0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let (_, hwm) = rss_kib(bridge.pid());
+    let first = counter.first_ns.load(Ordering::Relaxed);
+    let last = counter.last_ns.load(Ordering::Relaxed);
+    let steady = (last.saturating_sub(first)) as f64 / 1e9;
+    drop(bridge);
+    let _: () = rc.del(KEY).await?;
+    Ok(Drain {
+        events_per_s: if steady > 0.0 { n as f64 / steady } else { 0.0 },
+        wall_s: wall,
+        peak_rss_kib: hwm,
+        samples_kib: samples,
+    })
+}
+
+struct Latency {
+    rate: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    n: usize,
+}
+
+/// 3. Push at a fixed rate into an idle, running bridge.
+async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Res<Latency> {
+    counter.reset();
+    let total = rate * secs;
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = tokio::time::Instant::now();
+    for i in 0..total {
+        tokio::time::sleep_until(start + period * i as u32).await;
+        let _: i64 = rc.lpush(KEY, item(10_000_000 + i, now_ns())).await?;
+    }
+    counter.wait_for(total as u64, Duration::from_secs(60)).await;
+    let mut lat = counter.latencies.lock().unwrap().clone();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        if lat.is_empty() {
+            return f64::NAN;
+        }
+        lat[((lat.len() - 1) as f64 * p).round() as usize] as f64 / 1e6
+    };
+    Ok(Latency { rate, p50_ms: pct(0.50), p99_ms: pct(0.99), max_ms: pct(1.0), n: lat.len() })
+}
+
+/// 5. Broker restart → first confirmed publish, seen as the first ack
+/// (queue length going down) after the restart, with a producer pushing.
+async fn recovery(redis: &RedisServer, broker: &mut Mosquitto, dir: &Path) -> Res<f64> {
+    let rc = redis_client(redis).await?;
+    let cfg = bridge_config(dir, redis, broker, "list")?;
+    let _bridge = Bridge::start(&cfg)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.kill();
+    for i in 0..200 {
+        let _: i64 = rc.lpush(KEY, item(20_000_000 + i, 0)).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = list_remaining(&rc).await?;
+    broker.restart().map_err(|e| e.to_string())?;
+    let restarted = Instant::now();
+    loop {
+        if list_remaining(&rc).await? < before {
+            return Ok(restarted.elapsed().as_secs_f64());
+        }
+        if restarted.elapsed() > Duration::from_secs(60) {
+            return Err("no publish confirmed within 60 s of the broker restart".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let version = |cmd: &str, arg: &str| {
+        Command::new(cmd)
+            .arg(arg)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "{cores} cores, {cpu}; {}; {}",
+        version("redis-server", "--version"),
+        version("mosquitto", "-h")
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Res<()> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing
+    // useful either way: this benchmark only runs when asked for by name.
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(());
+    }
+    let n = env_usize("NEMO_BENCH_N", 200_000);
+    let backlog = env_usize("NEMO_BENCH_BACKLOG", 1_000_000);
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start()?;
+    let mut broker = Mosquitto::builder().persistence(false).start()?;
+    let counter = Counter::start(&broker.url(), "bench-counter").await?;
+    eprintln!("machine: {}", machine());
+
+    let payloads: Vec<(String, String)> = (0..n)
+        .map(|s| {
+            let tool = [1, 7, 12, 23, 42][s % 5];
+            (format!("nemo/tools/{tool}/enabled"), item(s, 0))
+        })
+        .collect();
+    eprintln!("1/5 ceiling: direct paho publish of {n} payloads, QoS 1, window {WINDOW}");
+    counter.reset();
+    let ceiling_rate = ceiling(&broker.url(), &payloads).await?;
+    drop(payloads);
+
+    eprintln!("2/5 drain: list mode, {n} items preloaded");
+    preload_list(&redis, n, 0)?;
+    let list = drain(&redis, &broker, dir.path(), "list", n, &counter).await?;
+    eprintln!("2/5 drain: stream mode, {n} items preloaded");
+    preload_stream(&redis, KEY, n)?;
+    let stream = drain(&redis, &broker, dir.path(), "stream", n, &counter).await;
+    let rc = redis_client(&redis).await?;
+    let _: () = rc.del(KEY).await?;
+
+    eprintln!("3/5 latency at 1,000/s and 10,000/s");
+    let cfg = bridge_config(dir.path(), &redis, &broker, "list")?;
+    let bridge = Bridge::start(&cfg)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lat1k = latency(&rc, &counter, 1_000, 10).await?;
+    let lat10k = latency(&rc, &counter, 10_000, 5).await?;
+    drop(bridge);
+
+    let big = if backlog > 0 {
+        eprintln!("4/5 memory: {backlog}-item backlog");
+        preload_list(&redis, backlog, 0)?;
+        Some(drain(&redis, &broker, dir.path(), "list", backlog, &counter).await?)
+    } else {
+        None
+    };
+
+    eprintln!("5/5 recovery after a broker restart");
+    let recovery_s = recovery(&redis, &mut broker, dir.path()).await?;
+
+    // Report.
+    let mut table = String::new();
+    let _ = writeln!(table, "\n{:<44} {:>14} {:>10}", "measure", "value", "vs ceiling");
+    let _ = writeln!(table, "{}", "-".repeat(70));
+    let _ = writeln!(table, "{:<44} {:>12.0}/s {:>10}", "ceiling: direct paho QoS 1, window 256", ceiling_rate, "1.00");
+    let _ = writeln!(
+        table,
+        "{:<44} {:>12.0}/s {:>10.2}",
+        format!("drain list ({n}, wall {:.2} s)", list.wall_s),
+        list.events_per_s,
+        list.events_per_s / ceiling_rate
+    );
+    match &stream {
+        Ok(s) => {
+            let _ = writeln!(
+                table,
+                "{:<44} {:>12.0}/s {:>10.2}",
+                format!("drain stream ({n}, wall {:.2} s)", s.wall_s),
+                s.events_per_s,
+                s.events_per_s / ceiling_rate
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(table, "{:<44} {:>14}", "drain stream", format!("FAILED: {e}"));
+        }
+    }
+    for l in [&lat1k, &lat10k] {
+        let _ = writeln!(
+            table,
+            "{:<44} {:>14}",
+            format!("latency at {}/s (n={}) p50 / p99 / max", l.rate, l.n),
+            format!("{:.2}/{:.2}/{:.2} ms", l.p50_ms, l.p99_ms, l.max_ms)
+        );
+    }
+    let _ = writeln!(table, "{:<44} {:>11.1} MB", "peak RSS during drain", list.peak_rss_kib as f64 / 1024.0);
+    if let Some(b) = &big {
+        let q = |f: f64| b.samples_kib.get((b.samples_kib.len() as f64 * f) as usize).copied().unwrap_or(0);
+        let _ = writeln!(
+            table,
+            "{:<44} {:>11.1} MB",
+            format!("peak RSS, {backlog} backlog ({:.0}/s)", b.events_per_s),
+            b.peak_rss_kib as f64 / 1024.0
+        );
+        let _ = writeln!(
+            table,
+            "{:<44} {:>14}",
+            "RSS at 10% / 50% / 90% of that drain",
+            format!("{:.1}/{:.1}/{:.1} MB", q(0.1) as f64 / 1024.0, q(0.5) as f64 / 1024.0, q(0.9) as f64 / 1024.0)
+        );
+    }
+    let _ = writeln!(table, "{:<44} {:>12.3} s", "recovery: broker restart -> first confirm", recovery_s);
+    println!("{table}");
+
+    let stream_rate = stream.as_ref().map(|s| s.events_per_s).unwrap_or(0.0);
+    let json = serde_json::json!({
+        "when_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "machine": machine(),
+        "n": n,
+        "window": WINDOW,
+        "ceiling_per_s": ceiling_rate,
+        "drain_list_per_s": list.events_per_s,
+        "drain_list_ratio": list.events_per_s / ceiling_rate,
+        "drain_stream_per_s": stream_rate,
+        "latency_1k_ms": {"p50": lat1k.p50_ms, "p99": lat1k.p99_ms, "max": lat1k.max_ms},
+        "latency_10k_ms": {"p50": lat10k.p50_ms, "p99": lat10k.p99_ms, "max": lat10k.max_ms},
+        "peak_rss_drain_mb": list.peak_rss_kib as f64 / 1024.0,
+        "backlog": backlog,
+        "peak_rss_backlog_mb": big.as_ref().map(|b| b.peak_rss_kib as f64 / 1024.0),
+        "rss_samples_backlog_kib": big.as_ref().map(|b| b.samples_kib.clone()),
+        "recovery_s": recovery_s,
+    });
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(format!(
+        "e2e-{}.json",
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    ));
+    std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
+    println!("results: {}", out.display());
+    Ok(())
+}

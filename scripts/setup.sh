@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian/Ubuntu machine lacks to build and test nemo-mqtt:
+# redis-server, mosquitto (+ clients), cmake (paho-mqtt's bundled C library),
+# libssl-dev, pkg-config, and chromium (the monitor's browser test).
+# Idempotent: installs only what is missing. Needs root (or sudo).
+set -euo pipefail
+
+missing=()
+have_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+have_cmd redis-server      || missing+=(redis-server)
+have_cmd redis-cli         || missing+=(redis-tools)
+have_cmd mosquitto         || missing+=(mosquitto)
+have_cmd mosquitto_sub     || missing+=(mosquitto-clients)
+have_cmd cmake             || missing+=(cmake)
+have_cmd pkg-config        || missing+=(pkg-config)
+have_pkg libssl-dev        || missing+=(libssl-dev)
+have_cmd chromium          || missing+=(chromium)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found; install Rust from https://rustup.rs (rust-version is in Cargo.toml)" >&2
+    exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-nextest" >&2
+    cargo install --locked cargo-nextest
+fi
