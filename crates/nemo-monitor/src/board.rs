@@ -1,0 +1,469 @@
+//! The tool board: the current state of every tool seen, built from the stream.
+//!
+//! Relays republish tool state as retained messages, so a freshly subscribed
+//! monitor receives the last known state first and the live stream after it; the
+//! board simply folds every message into per-tool state, in arrival order:
+//!
+//! | event                       | effect                                      |
+//! |-----------------------------|---------------------------------------------|
+//! | `tool_enabled`              | in use by `user_name` since `start_time`    |
+//! | `tool_disabled`             | idle (remembers the last user)              |
+//! | `tool_non_operational`      | down since `timestamp`                      |
+//! | `tool_operational`          | up again                                    |
+//! | `task_created/updated/shutdown` | open task, or closed when resolved/cancelled |
+//! | `tool_created/updated`      | name (and nothing else) refreshed           |
+//!
+//! Messages on the bridge status topic (default `nemo/bridge/status`) update the
+//! bridge line; queue statistics come from outside ([`Board::set_queue_stats`]).
+//! Anything else is ignored by the board (the live feed still shows it).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::format::{Paint, clean, clock, date_clock, human_duration, pad};
+use crate::message::{self, Body, Signature};
+
+/// Default topic of the bridge's retained status message.
+pub const DEFAULT_STATUS_TOPIC: &str = "nemo/bridge/status";
+
+/// Bound on the number of tools tracked (hostile input cannot grow memory).
+const MAX_TOOLS: usize = 10_000;
+
+/// Who is using a tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// The user's name as NEMO sent it.
+    pub user: String,
+    /// When the usage started (`start_time`, else the receive time).
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
+/// A task that is not resolved or cancelled yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenTask {
+    /// The task id.
+    pub task_id: String,
+    /// The problem description.
+    pub description: String,
+    /// The task forced the tool to shut down.
+    pub force_shutdown: bool,
+    /// The task reports a safety hazard.
+    pub safety_hazard: bool,
+}
+
+/// The summary state of a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Operational and nobody is using it.
+    Idle,
+    /// Someone is using it.
+    InUse,
+    /// Marked non-operational.
+    Down,
+}
+
+/// Everything the board knows about one tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolState {
+    /// The tool id (from the payload, else the topic).
+    pub id: String,
+    /// The tool's name, once seen.
+    pub name: Option<String>,
+    /// Current usage, if any.
+    pub in_use: Option<Usage>,
+    /// The last user, after a `tool_disabled`.
+    pub last_user: Option<String>,
+    /// Since when the tool is down (`None` = operational or unknown).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub down_since: Option<OffsetDateTime>,
+    /// Open tasks, oldest first.
+    pub open_tasks: Vec<OpenTask>,
+    /// When the last message about this tool arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    /// Summary state (redundant, for consumers of the JSON).
+    pub status: Status,
+}
+
+impl ToolState {
+    fn new(id: String, at: OffsetDateTime) -> ToolState {
+        ToolState {
+            id,
+            name: None,
+            in_use: None,
+            last_user: None,
+            down_since: None,
+            open_tasks: Vec::new(),
+            last_seen: at,
+            status: Status::Idle,
+        }
+    }
+
+    fn refresh_status(&mut self) {
+        self.status = if self.down_since.is_some() {
+            Status::Down
+        } else if self.in_use.is_some() {
+            Status::InUse
+        } else {
+            Status::Idle
+        };
+    }
+
+    /// `name #id`, or `tool #id`.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n} #{}", self.id),
+            None => format!("tool #{}", self.id),
+        }
+    }
+}
+
+/// The bridge's last published status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BridgeStatus {
+    /// `online`, `offline`, or whatever the bridge said.
+    pub state: String,
+    /// The `since` field as sent, if any.
+    pub since: Option<String>,
+    /// When the status message arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+/// Redis queue statistics (read by the binary from the bridge's queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Items waiting in the queue.
+    pub depth: u64,
+    /// Items taken by a bridge and not yet confirmed.
+    pub processing: u64,
+    /// Items in the dead-letter list.
+    pub dead: u64,
+    /// When these numbers were read.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl QueueStats {
+    /// Numbers read just now.
+    ///
+    /// ```
+    /// let s = nemo_monitor::QueueStats::now(3, 1, 0);
+    /// assert_eq!(s.depth, 3);
+    /// ```
+    pub fn now(depth: u64, processing: u64, dead: u64) -> QueueStats {
+        QueueStats {
+            depth,
+            processing,
+            dead,
+            at: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+/// The board: tool states by id, plus the bridge's health.
+///
+/// ```
+/// use nemo_monitor::{Board, board::Status};
+/// let mut board = Board::new();
+/// let at = time::macros::datetime!(2025-10-16 14:02:33 UTC);
+/// board.apply(
+///     "nemo/tools/1/enabled",
+///     br#"{"event": "tool_enabled", "tool_id": 1, "tool_name": "SEM", "user_name": "Jane Doe"}"#,
+///     at,
+/// );
+/// let tool = board.tools().next().unwrap();
+/// assert_eq!(tool.status, Status::InUse);
+/// assert_eq!(tool.in_use.as_ref().unwrap().user, "Jane Doe");
+/// ```
+#[derive(Clone)]
+pub struct Board {
+    tools: BTreeMap<(u64, String), ToolState>,
+    bridge: Option<BridgeStatus>,
+    queue: Option<QueueStats>,
+    status_topic: String,
+    offset: UtcOffset,
+    hmac_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Board {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board")
+            .field("tools", &self.tools.len())
+            .field("bridge", &self.bridge)
+            .field("queue", &self.queue)
+            .field("status_topic", &self.status_topic)
+            .field("hmac_key", &self.hmac_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Board::new()
+    }
+}
+
+/// Sort key: numeric ids in numeric order, others after them by text.
+fn key(id: &str) -> (u64, String) {
+    (id.parse::<u64>().unwrap_or(u64::MAX), id.to_owned())
+}
+
+impl Board {
+    /// An empty board showing times in UTC, watching [`DEFAULT_STATUS_TOPIC`].
+    pub fn new() -> Board {
+        Board {
+            tools: BTreeMap::new(),
+            bridge: None,
+            queue: None,
+            status_topic: DEFAULT_STATUS_TOPIC.to_owned(),
+            offset: UtcOffset::UTC,
+            hmac_key: None,
+        }
+    }
+
+    /// Show times at this offset (e.g. [`crate::format::local_offset`]).
+    pub fn with_offset(mut self, offset: UtcOffset) -> Board {
+        self.offset = offset;
+        self
+    }
+
+    /// Require a valid HMAC envelope for tool and task events, as relays holding
+    /// a key do: a forged or unsigned `tool_enabled` then does not change the
+    /// board (the live feed still shows it, marked ✗). The bridge status topic is
+    /// not signed and stays accepted.
+    pub fn with_hmac_key(mut self, key: Option<Vec<u8>>) -> Board {
+        self.hmac_key = key;
+        self
+    }
+
+    /// Watch another topic for the bridge's status.
+    pub fn with_status_topic(mut self, topic: impl Into<String>) -> Board {
+        self.status_topic = topic.into();
+        self
+    }
+
+    /// Fold one message into the board. Never fails: what it cannot use, it ignores.
+    /// Returns the id of the tool whose state changed, if any.
+    pub fn apply(&mut self, topic: &str, payload: &[u8], at: OffsetDateTime) -> Option<String> {
+        let decoded = message::decode(payload, self.hmac_key.as_deref());
+        let signed_ok = self.hmac_key.is_none() || decoded.signature == Signature::Valid;
+        let Body::Json(v) = decoded.body else {
+            return None;
+        };
+        if topic == self.status_topic {
+            self.bridge = Some(BridgeStatus {
+                state: message::text_field(&v, "state")
+                    .or_else(|| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "?".into()),
+                since: message::text_field(&v, "since"),
+                received_at: at,
+            });
+            return None;
+        }
+        let info = message::topic_info(topic);
+        let kind = message::event_kind(&info, Some(&v))?;
+        if !(kind.starts_with("tool_") || kind.starts_with("task_")) || !signed_ok {
+            return None;
+        }
+        let id = message::tool_id(&info, Some(&v))?;
+        let k = key(&id);
+        if !self.tools.contains_key(&k) && self.tools.len() >= MAX_TOOLS {
+            return None;
+        }
+        let tool = self
+            .tools
+            .entry(k)
+            .or_insert_with(|| ToolState::new(id.clone(), at));
+        tool.last_seen = at;
+        if let Some(name) = message::text_field(&v, "tool_name") {
+            tool.name = Some(name);
+        }
+        apply_event(tool, &kind, &v, at);
+        tool.refresh_status();
+        Some(id)
+    }
+
+    /// Tools in id order.
+    pub fn tools(&self) -> impl Iterator<Item = &ToolState> {
+        self.tools.values()
+    }
+
+    /// One tool by id.
+    pub fn tool(&self, id: &str) -> Option<&ToolState> {
+        self.tools.get(&key(id))
+    }
+
+    /// The bridge's last status message, if seen.
+    pub fn bridge(&self) -> Option<&BridgeStatus> {
+        self.bridge.as_ref()
+    }
+
+    /// The last queue statistics, if any.
+    pub fn queue_stats(&self) -> Option<&QueueStats> {
+        self.queue.as_ref()
+    }
+
+    /// Record fresh queue statistics.
+    pub fn set_queue_stats(&mut self, stats: QueueStats) {
+        self.queue = Some(stats);
+    }
+
+    /// The board as text, durations counted up to now.
+    pub fn render(&self, color: bool) -> String {
+        self.render_at(color, OffsetDateTime::now_utc())
+    }
+
+    /// The bridge health line (status topic and queue numbers).
+    pub fn health_line(&self, color: bool) -> String {
+        let p = Paint { on: color };
+        let mut line = String::from("bridge: ");
+        match &self.bridge {
+            Some(b) => {
+                let code = if b.state == "online" {
+                    Paint::GREEN
+                } else {
+                    Paint::RED
+                };
+                line.push_str(&p.paint(code, &clean(&b.state, 20).to_uppercase()));
+                if let Some(since) = &b.since {
+                    let shown = message::parse_time(since)
+                        .map(|t| date_clock(t, self.offset))
+                        .unwrap_or_else(|| clean(since, 40));
+                    line.push_str(&format!(" since {shown}"));
+                }
+            }
+            None => line.push_str(&p.paint(Paint::DIM, "no status seen")),
+        }
+        if let Some(q) = &self.queue {
+            let dead = format!("dead {}", q.dead);
+            let dead = if q.dead > 0 {
+                p.paint(Paint::RED, &dead)
+            } else {
+                dead
+            };
+            line.push_str(&format!(
+                " | queue {} · processing {} · {dead} (at {})",
+                q.depth,
+                q.processing,
+                clock(q.at, self.offset)
+            ));
+        }
+        line
+    }
+
+    /// The board as text with durations counted up to `now` (deterministic for tests).
+    pub fn render_at(&self, color: bool, now: OffsetDateTime) -> String {
+        let p = Paint { on: color };
+        let mut out = String::new();
+        out.push_str(&self.health_line(color));
+        out.push('\n');
+        out.push_str(&p.paint(
+            Paint::BOLD,
+            &format!(
+                "{}  {:<7}  {:<16}  DETAIL",
+                pad("TOOL", 34),
+                "STATE",
+                "SINCE"
+            ),
+        ));
+        out.push('\n');
+        for tool in self.tools() {
+            let (state, code, since, detail) = match tool.status {
+                Status::Down => {
+                    let since = tool.down_since.unwrap_or(tool.last_seen);
+                    let detail = tool
+                        .open_tasks
+                        .last()
+                        .map(|t| format!("\"{}\"", clean(&t.description, 60)))
+                        .unwrap_or_default();
+                    ("DOWN", Paint::RED, since, detail)
+                }
+                Status::InUse => {
+                    let usage = tool.in_use.as_ref();
+                    let since = usage.map(|u| u.since).unwrap_or(tool.last_seen);
+                    let detail = format!(
+                        "{} ({})",
+                        clean(usage.map(|u| u.user.as_str()).unwrap_or("?"), 40),
+                        human_duration(now - since)
+                    );
+                    ("IN USE", Paint::YELLOW, since, detail)
+                }
+                Status::Idle => {
+                    let detail = tool
+                        .last_user
+                        .as_ref()
+                        .map(|u| format!("last: {}", clean(u, 40)))
+                        .unwrap_or_default();
+                    ("idle", Paint::GREEN, tool.last_seen, detail)
+                }
+            };
+            let tasks = match tool.open_tasks.len() {
+                0 => String::new(),
+                1 => "  [1 open task]".to_owned(),
+                n => format!("  [{n} open tasks]"),
+            };
+            out.push_str(&format!(
+                "{}  {}  {:<16}  {}{}\n",
+                pad(&tool.label(), 34),
+                p.paint(code, &format!("{state:<7}")),
+                date_clock(since, self.offset),
+                detail,
+                p.paint(Paint::MAGENTA, &tasks)
+            ));
+        }
+        if self.tools.is_empty() {
+            out.push_str("(no tools seen yet)\n");
+        }
+        out
+    }
+}
+
+fn apply_event(tool: &mut ToolState, kind: &str, v: &Value, at: OffsetDateTime) {
+    match kind {
+        "tool_enabled" => {
+            tool.in_use = Some(Usage {
+                user: message::text_field(v, "user_name").unwrap_or_else(|| "?".into()),
+                since: message::time_field(v, "start_time").unwrap_or(at),
+            });
+        }
+        "tool_disabled" => {
+            let user = tool
+                .in_use
+                .take()
+                .map(|u| u.user)
+                .or_else(|| message::text_field(v, "user_name"));
+            tool.last_user = user;
+        }
+        "tool_non_operational" if tool.down_since.is_none() => {
+            tool.down_since = Some(message::time_field(v, "timestamp").unwrap_or(at));
+        }
+        "tool_operational" => tool.down_since = None,
+        "task_created" | "task_updated" | "task_shutdown" => {
+            let Some(task_id) = message::text_field(v, "task_id") else {
+                return;
+            };
+            let closed = message::bool_field(v, "resolved") == Some(true)
+                || message::bool_field(v, "cancelled") == Some(true);
+            tool.open_tasks.retain(|t| t.task_id != task_id);
+            if !closed {
+                tool.open_tasks.push(OpenTask {
+                    task_id,
+                    description: message::text_field(v, "problem_description").unwrap_or_default(),
+                    force_shutdown: message::bool_field(v, "force_shutdown") == Some(true),
+                    safety_hazard: message::bool_field(v, "safety_hazard") == Some(true),
+                });
+                // Keep a runaway producer from growing one tool without bound.
+                if tool.open_tasks.len() > 100 {
+                    tool.open_tasks.remove(0);
+                }
+            }
+        }
+        _ => {}
+    }
+}
