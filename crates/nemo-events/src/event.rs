@@ -100,6 +100,12 @@ trait Schema: Default {
     /// Field names in canonical (plugin) order, without `"event"`.
     const FIELDS: &'static [&'static str];
     fn take(&mut self, idx: usize, raw: &RawValue) -> Taken;
+    /// Unset modelled field `idx`.
+    fn clear(&mut self, idx: usize) {
+        if let Ok(null) = RawValue::from_string("null".to_owned()) {
+            self.take(idx, &null);
+        }
+    }
     fn has(&self, idx: usize) -> bool;
     fn write_value(&self, idx: usize, out: &mut String);
     fn extra(&self) -> &Extra;
@@ -115,10 +121,16 @@ trait Schema: Default {
             match Self::FIELDS.iter().position(|f| *f == key) {
                 Some(idx) => {
                     let name = Self::FIELDS[idx];
+                    // A repeated modelled key: the last one wins, as with Python's
+                    // json.loads, so forget what an earlier occurrence left behind.
+                    s.extra_mut().forget(name);
                     match s.take(idx, raw) {
                         Taken::Value => s.extra_mut().push_known(name, false),
                         Taken::Null => s.extra_mut().push_known(name, true),
-                        Taken::Wrong => s.extra_mut().push_value(key, raw),
+                        Taken::Wrong => {
+                            s.clear(idx);
+                            s.extra_mut().push_value(key, raw);
+                        }
                     }
                 }
                 None => s.extra_mut().push_value(key, raw),

@@ -279,6 +279,14 @@ impl Extra {
         &self.entries
     }
 
+    /// Drop every entry (modelled slot or raw member) named `key`.
+    pub(crate) fn forget(&mut self, key: &str) {
+        self.entries.retain(|e| match e {
+            Entry::Known { key: k, .. } => *k != key,
+            Entry::Value { key: k, .. } => k != key,
+        });
+    }
+
     pub(crate) fn push_known(&mut self, key: &'static str, null: bool) {
         for e in &mut self.entries {
             if let Entry::Known { key: k, null: n } = e

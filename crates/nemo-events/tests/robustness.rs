@@ -135,3 +135,25 @@ fn closed_deep_nesting_in_a_kept_member_is_kept() {
         Some(200_000)
     );
 }
+
+/// Found by the `event` fuzz target (fuzz/regressions/event/): a modelled key
+/// given twice, once with a wrong type. The last one wins, as with Python's
+/// `json.loads`, and the event survives `to_json` → `parse` unchanged.
+#[test]
+fn repeated_modelled_key_last_one_wins_and_round_trips() {
+    let cases = [
+        (r#"{"event": "tool_enabled", "tool_name": "a", "tool_name": 1}"#, None),
+        (r#"{"event": "tool_enabled", "tool_name": 1, "tool_name": "a"}"#, Some("a")),
+        (r#"{"event": "tool_enabled", "tool_name": "a", "tool_name": "b"}"#, Some("b")),
+    ];
+    for (input, name) in cases {
+        let event = NemoEvent::parse(input).unwrap();
+        assert_eq!(event.tool_name(), name, "{input}");
+        let json = event.to_json();
+        let again = NemoEvent::parse(&json).unwrap();
+        assert_eq!(again, event, "{input} -> {json}");
+        assert_eq!(again.to_json(), json);
+    }
+    let wrong_last = NemoEvent::parse(cases[0].0).unwrap();
+    assert_eq!(wrong_last.to_json(), r#"{"event": "tool_enabled", "tool_name": 1}"#);
+}
