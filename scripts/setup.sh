@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine lacks to build and test nemo-mqtt:
 # redis-server, mosquitto (+ clients), cmake (paho-mqtt's bundled C library),
-# libssl-dev, pkg-config, and chromium (the monitor's browser test).
+# libssl-dev, pkg-config, chromium (the monitor's browser test) and python3
+# (the Django example).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 
@@ -17,6 +18,7 @@ have_cmd cmake             || missing+=(cmake)
 have_cmd pkg-config        || missing+=(pkg-config)
 have_pkg libssl-dev        || missing+=(libssl-dev)
 have_cmd chromium          || missing+=(chromium)
+have_cmd python3           || missing+=(python3)   # runs the Django example in the tests
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
