@@ -1,7 +1,9 @@
 //! The source seam: what the bridge pipeline needs from a queue.
 //!
-//! (Seam agreed between crates; implementations live in `list`, `stream`, `pubsub`.
-//! The signatures below are the contract the bridge codes against.)
+//! Implementations: [`ListSource`](crate::ListSource),
+//! [`StreamSource`](crate::StreamSource), [`PubSubSource`](crate::PubSubSource).
+//! With the `mock` feature, `MockEventSource` (mockall) is exported for unit
+//! tests of the pipeline without a server.
 
 use std::time::Duration;
 
@@ -45,7 +47,7 @@ pub struct Delivery {
 ///   them first, in the order given (used on shutdown with unconfirmed items).
 /// - `dead_letter` removes one delivery and records it with the reason in the
 ///   dead-letter list.
-#[cfg_attr(feature = "mock", mockall::automock)]
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait::async_trait]
 pub trait EventSource: Send {
     /// Take up to `max` items, oldest first, waiting up to `wait` for the first.
@@ -56,4 +58,39 @@ pub trait EventSource: Send {
     async fn nack(&mut self, deliveries: &[Delivery]) -> Result<(), RedisError>;
     /// Move one bad delivery to the dead-letter list with a reason.
     async fn dead_letter(&mut self, delivery: &Delivery, error: &str) -> Result<(), RedisError>;
+    /// Items waiting to be taken, if the source can tell (for metrics).
+    async fn depth(&mut self) -> Result<Option<u64>, RedisError> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// The mock is usable as a `dyn EventSource` (how the bridge holds it) and
+    /// also mocks the default `depth` method.
+    #[tokio::test]
+    async fn mock_source_behind_the_trait_object() {
+        let mut mock = MockEventSource::new();
+        let d = Delivery {
+            id: DeliveryId::List,
+            raw: bytes::Bytes::from_static(b"x"),
+            redelivered: false,
+        };
+        let d2 = d.clone();
+        mock.expect_take()
+            .returning(move |max, _| Ok(vec![d2.clone(); max.min(1)]));
+        mock.expect_ack()
+            .withf(|ds| ds.len() == 1)
+            .times(1)
+            .returning(|_| Ok(()));
+        mock.expect_depth().returning(|| Ok(Some(7)));
+        let mut src: Box<dyn EventSource> = Box::new(mock);
+        let got = src.take(5, Duration::ZERO).await.unwrap();
+        assert_eq!(got, vec![d]);
+        src.ack(&got).await.unwrap();
+        assert_eq!(src.depth().await.unwrap(), Some(7));
+    }
 }

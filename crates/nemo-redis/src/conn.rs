@@ -1,0 +1,465 @@
+//! Connections: building fred clients from the configuration, and the small
+//! command helpers every module uses (scripts, option sets, reply parsing).
+//!
+//! Two rules from experience with fred 10 live here:
+//! - fred only reconnects when a [`ReconnectPolicy`] is set, so one is always
+//!   set, derived from the `[backoff]` table;
+//! - a blocking command (`BLMOVE`, `XREADGROUP BLOCK`, `BRPOP`) holds its
+//!   connection for the whole wait, and anything queued behind it on the same
+//!   client waits too. So blocking reads get their **own** client
+//!   ([`Redis::blocking_client`]), never the shared one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::prelude::*;
+use fred::types::CustomCommand;
+use fred::types::config::UnresponsiveConfig;
+use nemo_backoff::BackoffConfig;
+use tokio::sync::Mutex;
+
+use crate::config::RedisConfig;
+use crate::{Keys, Mode, RedisError};
+
+/// A connected Redis handle: the shared client plus the configuration, from
+/// which every part of this crate is made (sources, lease, status, control,
+/// dead letters, producer, stats).
+///
+/// ```no_run
+/// # async fn f() -> Result<(), nemo_redis::RedisError> {
+/// let cfg = nemo_redis::RedisConfig::default();
+/// let redis = nemo_redis::Redis::connect(&cfg, &nemo_backoff::BackoffConfig::default()).await?;
+/// let mut source = redis.source().await?;      // list, stream or pubsub per `mode`
+/// let stats = redis.stats();
+/// println!("backlog: {}", stats.depth().await?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Redis {
+    pub(crate) client: Client,
+    pub(crate) cfg: Arc<RedisConfig>,
+    pub(crate) keys: Keys,
+    backoff: BackoffConfig,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("cfg", &self.cfg)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    /// Validate `cfg`, connect, and check the server answers.
+    ///
+    /// # Errors
+    /// [`RedisError::Config`]/[`RedisError::InvalidUrl`]/[`RedisError::Tls`] for bad
+    /// settings, [`RedisError::Connect`] when the server cannot be reached at first.
+    /// After that, connections are re-established by fred with a policy derived
+    /// from `backoff`, forever.
+    pub async fn connect(cfg: &RedisConfig, backoff: &BackoffConfig) -> Result<Redis, RedisError> {
+        cfg.validate()?;
+        let builder = builder(cfg, backoff)?;
+        let client = builder.build().map_err(|e| invalid_url(cfg, &e))?;
+        init(&client, cfg).await?;
+        tracing::info!(url = %cfg.redacted_url(), mode = %cfg.mode, key = %cfg.key, "redis: connected");
+        Ok(Redis {
+            client,
+            cfg: Arc::new(cfg.clone()),
+            keys: Keys::new(&cfg.key),
+            backoff: backoff.clone(),
+        })
+    }
+
+    /// The configuration this handle was made from.
+    pub fn config(&self) -> &RedisConfig {
+        &self.cfg
+    }
+
+    /// The key names in use.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The shared fred client (non-blocking commands only!).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A new, separately connected client for blocking commands.
+    ///
+    /// # Errors
+    /// [`RedisError::Connect`] when it cannot connect.
+    pub async fn blocking_client(&self) -> Result<Client, RedisError> {
+        let c = self.client.clone_new();
+        init(&c, &self.cfg).await?;
+        Ok(c)
+    }
+
+    /// A new subscriber client (pub/sub mode).
+    pub(crate) async fn subscriber_client(
+        &self,
+    ) -> Result<fred::clients::SubscriberClient, RedisError> {
+        let mut b = builder(&self.cfg, &self.backoff)?;
+        b.with_performance_config(|p| {
+            p.broadcast_channel_capacity = self.cfg.pubsub_buffer.clamp(64, 65_536)
+        });
+        let c = b
+            .build_subscriber_client()
+            .map_err(|e| invalid_url(&self.cfg, &e))?;
+        init(&c, &self.cfg).await?;
+        Ok(c)
+    }
+
+    /// The source for the configured mode (recovery of a previous run's
+    /// in-flight items happens before its first `take`).
+    ///
+    /// # Errors
+    /// [`RedisError`] when the blocking client cannot connect or the stream
+    /// group cannot be created.
+    pub async fn source(&self) -> Result<Box<dyn crate::EventSource>, RedisError> {
+        Ok(match self.cfg.mode {
+            Mode::List => Box::new(crate::ListSource::new(self).await?),
+            Mode::Stream => Box::new(crate::StreamSource::new(self).await?),
+            Mode::Pubsub => Box::new(crate::PubSubSource::new(self).await?),
+        })
+    }
+
+    /// Queue statistics (depth, processing, dead letters).
+    pub fn stats(&self) -> crate::QueueStats {
+        crate::QueueStats::new(self)
+    }
+
+    /// The dead-letter list.
+    pub fn dead_letters(&self) -> crate::DeadLetters {
+        crate::DeadLetters::new(self)
+    }
+
+    /// A producer for the configured key and mode.
+    pub fn producer(&self) -> crate::Producer {
+        crate::Producer::new(self)
+    }
+
+    /// The single-active lease of this queue (`{key}:lease`, `lease_ttl_ms`).
+    pub fn lease(&self) -> crate::Lease {
+        crate::Lease::new(
+            self.client.clone(),
+            self.keys.lease.clone(),
+            self.cfg.lease_ttl(),
+        )
+    }
+
+    /// The compatibility status key (`NEMO_mqtt_bridge_status`).
+    pub fn status_key(&self) -> crate::StatusKey {
+        crate::StatusKey::new(self.client.clone(), self.cfg.status_key.clone())
+    }
+
+    /// The compatibility control list (`NEMO_mqtt_bridge_control`), with its own
+    /// blocking client.
+    ///
+    /// # Errors
+    /// [`RedisError::Connect`] when the blocking client cannot connect.
+    pub async fn control_list(&self) -> Result<crate::ControlList, RedisError> {
+        Ok(crate::ControlList::new(
+            self.blocking_client().await?,
+            self.cfg.control_key.clone(),
+        ))
+    }
+
+    /// Close the shared client.
+    pub async fn quit(&self) {
+        let _ = self.client.quit().await;
+    }
+}
+
+fn invalid_url(cfg: &RedisConfig, e: &fred::error::Error) -> RedisError {
+    RedisError::InvalidUrl {
+        url: cfg.redacted_url(),
+        reason: e.details().to_string(),
+    }
+}
+
+async fn init<C: ClientLike>(c: &C, cfg: &RedisConfig) -> Result<(), RedisError> {
+    c.init().await.map_err(|source| RedisError::Connect {
+        url: cfg.redacted_url(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// fred's reconnect policy from the `[backoff]` table: exponential from
+/// `initial_ms` to `max_ms` (fred's base is an integer: the multiplier is
+/// rounded, at least 2; 1.0 gives a constant delay), jitter up to
+/// `initial_ms`, and retrying forever unless `max_attempts` is set.
+///
+/// ```
+/// use fred::types::config::ReconnectPolicy;
+/// let p = nemo_redis::reconnect_policy(&nemo_backoff::BackoffConfig::default());
+/// assert!(matches!(p, ReconnectPolicy::Exponential { min_delay: 200, max_delay: 30_000, base: 2, max_attempts: 0, .. }));
+/// ```
+pub fn reconnect_policy(b: &BackoffConfig) -> ReconnectPolicy {
+    let min = u32::try_from(b.initial_ms.max(1)).unwrap_or(u32::MAX);
+    let max = u32::try_from(b.max_ms.max(b.initial_ms)).unwrap_or(u32::MAX);
+    let attempts = b.max_attempts.unwrap_or(0);
+    let mut p = if b.multiplier <= 1.0 || !b.multiplier.is_finite() {
+        ReconnectPolicy::new_constant(attempts, min)
+    } else {
+        let base = (b.multiplier.round() as u32).max(2);
+        ReconnectPolicy::new_exponential(attempts, min, max, base)
+    };
+    p.set_jitter(min.min(1_000));
+    p
+}
+
+fn builder(cfg: &RedisConfig, backoff: &BackoffConfig) -> Result<Builder, RedisError> {
+    #[allow(unused_mut)]
+    let mut config =
+        fred::types::config::Config::from_url(&cfg.url).map_err(|e| invalid_url(cfg, &e))?;
+    if config.tls.is_some() && (cfg.ca_file.is_some() || cfg.client_cert.is_some()) {
+        config.tls = Some(tls_connector(cfg)?.into());
+    }
+    let mut b = Builder::from_config(config);
+    b.set_policy(reconnect_policy(backoff));
+    b.with_connection_config(|c| {
+        c.connection_timeout = cfg.command_timeout();
+        c.internal_command_timeout = cfg.command_timeout();
+        c.max_command_attempts = 3;
+        c.tcp.nodelay = Some(true);
+        c.unresponsive = UnresponsiveConfig {
+            max_timeout: None,
+            interval: Duration::from_secs(2),
+        };
+    });
+    Ok(b)
+}
+
+fn tls_connector(cfg: &RedisConfig) -> Result<fred::types::config::TlsConnector, RedisError> {
+    use fred::native_tls::{Certificate, Identity, TlsConnector};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| RedisError::Tls(format!("{}: {e}", p.display())))
+    };
+    let mut b = TlsConnector::builder();
+    if let Some(ca) = &cfg.ca_file {
+        let pem = read(ca)?;
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| RedisError::Tls(format!("{}: {e}", ca.display())))?;
+        b.add_root_certificate(cert);
+    }
+    if let (Some(cert), Some(key)) = (&cfg.client_cert, &cfg.client_key) {
+        let id = Identity::from_pkcs8(&read(cert)?, &read(key)?)
+            .map_err(|e| RedisError::Tls(format!("client certificate {}: {e}", cert.display())))?;
+        b.identity(id);
+    }
+    let c = b.build().map_err(|e| RedisError::Tls(e.to_string()))?;
+    Ok(c.into())
+}
+
+/// Per-command options: no automatic re-send after a reconnect (the caller
+/// resynchronises instead, so a command that did run is never run twice) and
+/// a client-side timeout.
+pub(crate) fn once(timeout: Duration) -> Options {
+    Options {
+        max_attempts: Some(1),
+        timeout: Some(timeout),
+        ..Default::default()
+    }
+}
+
+/// A Lua script run with `EVALSHA`, loaded on first use and reloaded after
+/// `NOSCRIPT` (a restarted server forgets its script cache).
+#[derive(Debug)]
+pub(crate) struct Script {
+    name: &'static str,
+    lua: &'static str,
+    sha: Mutex<Option<String>>,
+}
+
+impl Script {
+    pub(crate) const fn new(name: &'static str, lua: &'static str) -> Self {
+        Script {
+            name,
+            lua,
+            sha: Mutex::const_new(None),
+        }
+    }
+
+    async fn load<C: ClientLike + Send + Sync>(
+        &self,
+        client: &C,
+        slot: u16,
+    ) -> Result<String, RedisError> {
+        let cmd =
+            CustomCommand::new_static("SCRIPT", fred::types::ClusterHash::Custom(slot), false);
+        let v: Value = client
+            .custom(cmd, vec![Value::from("LOAD"), Value::from(self.lua)])
+            .await
+            .map_err(RedisError::cmd("SCRIPT LOAD"))?;
+        let sha = bytes_of(v)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .ok_or(RedisError::Protocol {
+                cmd: "SCRIPT LOAD",
+                detail: "no sha".into(),
+            })?;
+        *self.sha.lock().await = Some(sha.clone());
+        Ok(sha)
+    }
+
+    /// Run with `EVALSHA` on `client` (use [`once`] options for commands that change the queue).
+    pub(crate) async fn run<C>(
+        &self,
+        client: &C,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> Result<Value, RedisError>
+    where
+        C: ClientLike + Send + Sync,
+    {
+        let slot = keys
+            .first()
+            .map(|k| fred::util::redis_keyslot(k.as_bytes()))
+            .unwrap_or(0);
+        let cached = self.sha.lock().await.clone(); // guard dropped here: `load` locks again
+        let sha = match cached {
+            Some(s) => s,
+            None => self.load(client, slot).await?,
+        };
+        let cmd =
+            CustomCommand::new_static("EVALSHA", fred::types::ClusterHash::Custom(slot), false);
+        let mut full = Vec::with_capacity(2 + keys.len() + args.len());
+        full.push(Value::Null); // sha placeholder
+        full.push(Value::Integer(keys.len() as i64));
+        full.extend(keys.into_iter().map(Value::from));
+        full.extend(args);
+        full[0] = Value::from(sha);
+        match client
+            .custom::<Value, Value>(cmd.clone(), full.clone())
+            .await
+        {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                full[0] = Value::from(self.load(client, slot).await?);
+                client
+                    .custom(cmd, full)
+                    .await
+                    .map_err(RedisError::cmd(self.name))
+            }
+            r => r.map_err(RedisError::cmd(self.name)),
+        }
+    }
+}
+
+/// A custom (possibly blocking) command; the cluster slot is taken from the first key.
+pub(crate) fn custom(name: &'static str, blocking: bool) -> CustomCommand {
+    CustomCommand::new_static(name, fred::types::ClusterHash::FirstKey, blocking)
+}
+
+/// The bytes of a bulk-string reply (`None` for nil or non-strings).
+pub(crate) fn bytes_of(v: Value) -> Option<Bytes> {
+    match v {
+        Value::Bytes(b) => Some(b),
+        Value::String(s) => Some(s.into_inner()),
+        _ => None,
+    }
+}
+
+/// An array reply of bulk strings (nil → empty).
+pub(crate) fn bytes_array(cmd: &'static str, v: Value) -> Result<Vec<Bytes>, RedisError> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| {
+                bytes_of(i).ok_or_else(|| RedisError::Protocol {
+                    cmd,
+                    detail: "array of non-strings".into(),
+                })
+            })
+            .collect(),
+        other => Err(RedisError::Protocol {
+            cmd,
+            detail: format!("expected an array, got {:?}", other.kind()),
+        }),
+    }
+}
+
+/// An integer reply.
+pub(crate) fn int_of(cmd: &'static str, v: Value) -> Result<i64, RedisError> {
+    match v {
+        Value::Null => Ok(0),
+        v => v.as_i64().ok_or_else(|| RedisError::Protocol {
+            cmd,
+            detail: format!("expected an integer, got {:?}", v.kind()),
+        }),
+    }
+}
+
+/// A bytes argument.
+pub(crate) fn arg(b: &[u8]) -> Value {
+    Value::Bytes(Bytes::copy_from_slice(b))
+}
+
+/// Seconds since the Unix epoch, as a float (like Python's `time.time()`).
+pub(crate) fn epoch_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_follows_backoff_config() {
+        let b = BackoffConfig {
+            initial_ms: 100,
+            max_ms: 5_000,
+            multiplier: 1.0,
+            max_attempts: Some(4),
+            ..Default::default()
+        };
+        assert!(matches!(
+            reconnect_policy(&b),
+            ReconnectPolicy::Constant {
+                delay: 100,
+                max_attempts: 4,
+                ..
+            }
+        ));
+        let b = BackoffConfig {
+            multiplier: 3.4,
+            ..Default::default()
+        };
+        assert!(matches!(
+            reconnect_policy(&b),
+            ReconnectPolicy::Exponential {
+                base: 3,
+                max_attempts: 0,
+                ..
+            }
+        ));
+        let b = BackoffConfig {
+            multiplier: 1.2,
+            ..Default::default()
+        };
+        assert!(
+            matches!(
+                reconnect_policy(&b),
+                ReconnectPolicy::Exponential { base: 2, .. }
+            ),
+            "grows at least x2"
+        );
+    }
+
+    #[test]
+    fn once_disables_resend() {
+        let o = once(Duration::from_millis(250));
+        assert_eq!(
+            (o.max_attempts, o.timeout),
+            (Some(1), Some(Duration::from_millis(250)))
+        );
+    }
+}

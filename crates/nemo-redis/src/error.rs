@@ -1,0 +1,99 @@
+//! Typed errors of this crate.
+
+use crate::config::ConfigError;
+
+/// Everything that can go wrong talking to Redis.
+///
+/// Connection-level trouble (the server went away, a command timed out on the
+/// client side) is reported as [`RedisError::Command`] with a fred error whose
+/// kind tells the story; [`RedisError::is_transient`] says whether retrying
+/// later may help. No variant ever contains a password: URLs are redacted
+/// before they are stored here.
+///
+/// ```
+/// use nemo_redis::RedisError;
+/// let e = RedisError::LeaseLost { key: "{q}:lease".into() };
+/// assert_eq!(e.to_string(), "lease {q}:lease is lost (another bridge holds it, or it expired)");
+/// assert!(!e.is_transient());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisError {
+    /// The `[redis]` configuration is invalid (names key, value and what is allowed).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `redis.url` cannot be used (the URL shown is redacted).
+    #[error("invalid redis.url = \"{url}\": {reason}")]
+    InvalidUrl {
+        /// The URL with its password replaced by `***`.
+        url: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// TLS setup failed (CA or client certificate files).
+    #[error("redis TLS setup failed: {0}")]
+    Tls(String),
+    /// The first connection could not be made.
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Connect {
+        /// The URL with its password replaced by `***`.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: fred::error::Error,
+    },
+    /// A command failed (connection lost, timeout, server error).
+    #[error("redis {cmd} failed: {source}")]
+    Command {
+        /// The command (or script) that failed, e.g. `BLMOVE`, `take-script`.
+        cmd: &'static str,
+        /// The client's error.
+        #[source]
+        source: fred::error::Error,
+    },
+    /// The server answered with something this crate does not understand.
+    #[error("unexpected reply to redis {cmd}: {detail}")]
+    Protocol {
+        /// The command.
+        cmd: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The single-active lease is not (or no longer) held by this process.
+    #[error("lease {key} is lost (another bridge holds it, or it expired)")]
+    LeaseLost {
+        /// The lease key.
+        key: String,
+    },
+}
+
+impl RedisError {
+    /// Shorthand for a failed command.
+    pub(crate) fn cmd(cmd: &'static str) -> impl FnOnce(fred::error::Error) -> RedisError {
+        move |source| RedisError::Command { cmd, source }
+    }
+
+    /// True when the failure is about the connection (I/O, timeout, cancelled
+    /// by a reconnect, server loading): retrying after a backoff may succeed.
+    ///
+    /// ```
+    /// use nemo_redis::RedisError;
+    /// use fred::error::{Error, ErrorKind};
+    /// let e = RedisError::Command { cmd: "LLEN", source: Error::new(ErrorKind::IO, "closed") };
+    /// assert!(e.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        use fred::error::ErrorKind;
+        match self {
+            RedisError::Connect { .. } => true,
+            RedisError::Command { source, .. } => {
+                matches!(
+                    source.kind(),
+                    ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Unknown
+                ) || source.details().starts_with("LOADING")
+                    || source.details().starts_with("BUSY")
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! List mode against a real redis-server: FIFO, crash recovery, nack, restarts, resync.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nemo_redis::{EventSource, ListSource, Mode, Redis, RedisConfig};
+use nemo_testkit::RedisServer;
+
+const KEY: &str = "nemo_mqtt_events";
+const PROCESSING: &str = "{nemo_mqtt_events}:processing";
+
+#[tokio::test]
+async fn fifo_10k_take_ack_in_order() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    let all = items(10_000);
+    assert_eq!(redis.producer().enqueue_raw_many(&all).await?, 10_000);
+    let mut src = ListSource::new(&redis).await?;
+    let mut seen = Vec::new();
+    let sizes = [1usize, 7, 100, 256, 33];
+    let mut i = 0;
+    while seen.len() < all.len() {
+        let batch = src
+            .take(sizes[i % sizes.len()], Duration::from_millis(50))
+            .await?;
+        assert!(batch.len() <= sizes[i % sizes.len()]);
+        assert!(
+            !batch.is_empty(),
+            "queue ran dry after {} items",
+            seen.len()
+        );
+        assert!(batch.iter().all(|d| !d.redelivered));
+        src.ack(&batch).await?;
+        seen.extend(batch.into_iter().map(|d| d.raw.to_vec()));
+        i += 1;
+    }
+    assert_eq!(seen, all, "items must come out oldest first");
+    assert!(src.take(10, Duration::from_millis(20)).await?.is_empty());
+    assert_eq!(cli_len(&server, PROCESSING), 0);
+    assert_eq!(cli_len(&server, KEY), 0);
+    assert_eq!(src.in_flight(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn take_never_reads_ahead_of_max() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    redis.producer().enqueue_raw_many(&items(1000)).await?;
+    let mut src = ListSource::new(&redis).await?;
+    let batch = src.take(10, Duration::ZERO).await?;
+    assert_eq!(batch.len(), 10);
+    assert_eq!(cli_len(&server, PROCESSING), 10);
+    assert_eq!(cli_len(&server, KEY), 990);
+    assert_eq!(redis.stats().depth().await?, 990);
+    assert_eq!(redis.stats().processing_len().await?, 10);
+    assert_eq!(src.depth().await?, Some(990));
+    Ok(())
+}
+
+#[tokio::test]
+async fn crash_recovery_delivers_processing_first_in_order() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    let all = items(50);
+    redis.producer().enqueue_raw_many(&all).await?;
+    {
+        let mut dead_bridge = ListSource::new(&redis).await?;
+        let first = dead_bridge.take(8, Duration::ZERO).await?;
+        assert_eq!(first.len(), 8);
+        // Acks item 2 only, then "crashes" (dropped without ack/nack).
+        dead_bridge.ack(&first[2..3]).await?;
+    }
+    assert_eq!(cli_len(&server, PROCESSING), 7);
+    let mut src = ListSource::new(&redis).await?;
+    let b1 = src.take(3, Duration::ZERO).await?;
+    let b2 = src.take(10, Duration::ZERO).await?;
+    let expect_recovered: Vec<&[u8]> = [0, 1, 3, 4, 5, 6, 7]
+        .iter()
+        .map(|&i| all[i].as_slice())
+        .collect();
+    let got: Vec<&[u8]> = b1.iter().chain(b2.iter()).map(|d| &d.raw[..]).collect();
+    assert_eq!(
+        &got[..7],
+        &expect_recovered[..],
+        "recovered items first, in original order"
+    );
+    assert!(
+        b1.iter().chain(b2.iter().take(4)).all(|d| d.redelivered),
+        "recovered items are flagged"
+    );
+    assert_eq!(
+        &got[7..],
+        [&all[8][..], &all[9], &all[10], &all[11], &all[12], &all[13]]
+    );
+    assert!(
+        b2[4..].iter().all(|d| !d.redelivered),
+        "fresh items are not flagged"
+    );
+    src.ack(&b1).await?;
+    src.ack(&b2).await?;
+    let rest = src.take(100, Duration::ZERO).await?;
+    assert_eq!(rest.len(), 50 - 14);
+    assert_eq!(rest[0].raw, all[14]);
+    src.ack(&rest).await?;
+    assert_eq!(cli_len(&server, PROCESSING), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn recovery_of_a_large_processing_list_keeps_order() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    let all = items(25_000); // more than one recovery chunk
+    redis.producer().enqueue_raw_many(&all).await?;
+    {
+        let mut dead = ListSource::new(&redis).await?;
+        let mut n = 0;
+        while n < 25_000 {
+            n += dead.take(5_000, Duration::ZERO).await?.len();
+        }
+    }
+    let mut src = ListSource::new(&redis).await?;
+    assert_eq!(src.recover().await?, 25_000);
+    let mut seen = Vec::new();
+    loop {
+        let b = src.take(4096, Duration::ZERO).await?;
+        if b.is_empty() {
+            break;
+        }
+        assert!(b.iter().all(|d| d.redelivered));
+        src.ack(&b).await?;
+        seen.extend(b.into_iter().map(|d| d.raw.to_vec()));
+    }
+    assert_eq!(seen, all);
+    Ok(())
+}
+
+#[tokio::test]
+async fn nack_puts_items_back_at_the_head_in_order() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    let all = items(20);
+    redis.producer().enqueue_raw_many(&all).await?;
+    let mut src = ListSource::new(&redis).await?;
+    let b = src.take(6, Duration::ZERO).await?;
+    src.ack(&b[..2]).await?;
+    src.nack(&b[2..]).await?;
+    assert_eq!(cli_len(&server, PROCESSING), 0);
+    let again = src.take(6, Duration::ZERO).await?;
+    let raws: Vec<&[u8]> = again.iter().map(|d| &d.raw[..]).collect();
+    assert_eq!(
+        raws,
+        [&all[2][..], &all[3], &all[4], &all[5], &all[6], &all[7]]
+    );
+    assert_eq!(
+        again.iter().map(|d| d.redelivered).collect::<Vec<_>>(),
+        [true, true, true, true, false, false]
+    );
+    // nack of everything, twice in a row, keeps order
+    src.nack(&again).await?;
+    let again2 = src.take(6, Duration::ZERO).await?;
+    assert_eq!(
+        again2.iter().map(|d| d.raw.clone()).collect::<Vec<_>>(),
+        again.iter().map(|d| d.raw.clone()).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn ack_removes_exactly_one_copy_of_duplicates() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    redis
+        .producer()
+        .enqueue_raw_many(&[b"same".as_slice(), b"same", b"other"])
+        .await?;
+    let mut src = ListSource::new(&redis).await?;
+    let b = src.take(3, Duration::ZERO).await?;
+    assert_eq!(b.len(), 3);
+    src.ack(&b[..1]).await?;
+    assert_eq!(cli_len(&server, PROCESSING), 2);
+    src.ack(&b[1..2]).await?;
+    assert_eq!(server.cli(&["LRANGE", PROCESSING, "0", "-1"])?, "other");
+    Ok(())
+}
+
+#[tokio::test]
+async fn blocking_take_waits_then_returns_empty_or_the_new_item() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    let mut src = ListSource::new(&redis).await?;
+    assert!(
+        src.take(10, Duration::from_millis(100)).await?.is_empty(),
+        "timeout is not an error"
+    );
+    let producer = redis.producer();
+    let push = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        producer
+            .enqueue_raw_many(&[b"a".as_slice(), b"b", b"c"])
+            .await
+    });
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < 3 && start.elapsed() < Duration::from_secs(10) {
+        got.extend(src.take(10, Duration::from_secs(5)).await?);
+    }
+    push.await??;
+    assert_eq!(
+        got.iter().map(|d| &d.raw[..]).collect::<Vec<_>>(),
+        [b"a", b"b", b"c"]
+    );
+    src.ack(&got).await?;
+    // While the blocking client waits, the shared client still answers.
+    let redis2 = redis.clone();
+    let blocked = tokio::spawn(async move {
+        let mut s = ListSource::new(&redis2).await?;
+        s.take(1, Duration::from_millis(400)).await
+    });
+    assert_eq!(redis.stats().depth().await?, 0);
+    assert!(blocked.await??.is_empty());
+    Ok(())
+}
+
+/// A command whose reply is lost (the server is frozen past the client-side
+/// timeout, then runs it anyway) leaves orphans in processing; the next take
+/// puts them back at the head and delivers them, in order.
+#[tokio::test]
+async fn interrupted_take_is_resynchronised_without_loss_or_reorder() -> TestResult {
+    let server = RedisServer::start()?;
+    let cfg = RedisConfig {
+        command_timeout_ms: 300,
+        ..config(&server, Mode::List, KEY)
+    };
+    let redis = connect_cfg(&cfg).await;
+    let all = items(30);
+    redis.producer().enqueue_raw_many(&all).await?;
+    let mut src = ListSource::new(&redis).await?;
+    let first = src.take(5, Duration::ZERO).await?; // 0..5 outstanding
+    server.freeze()?;
+    let r = src.take(10, Duration::ZERO).await;
+    server.thaw()?;
+    assert!(
+        r.is_err(),
+        "the frozen take must fail (client-side timeout)"
+    );
+    // Wait until the server has executed the delayed script: items 5..15 orphaned in processing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cli_len(&server, PROCESSING) != 15 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        cli_len(&server, PROCESSING),
+        15,
+        "the delayed take ran on the server"
+    );
+    let next = src.take(10, Duration::ZERO).await?;
+    let raws: Vec<Vec<u8>> = next.iter().map(|d| d.raw.to_vec()).collect();
+    assert_eq!(raws, all[5..15].to_vec(), "orphans come next, in order");
+    src.ack(&first).await?;
+    src.ack(&next).await?;
+    let rest = src.take(100, Duration::ZERO).await?;
+    assert_eq!(
+        rest.iter().map(|d| d.raw.to_vec()).collect::<Vec<_>>(),
+        all[15..].to_vec()
+    );
+    src.ack(&rest).await?;
+    assert_eq!(cli_len(&server, PROCESSING), 0);
+    Ok(())
+}
+
+/// kill -9 and restart of Redis (AOF) while a consumer takes and acks: every
+/// item is seen at least once, and nothing stays behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_kill_and_restart_during_consumption_loses_nothing() -> TestResult {
+    let mut server = RedisServer::builder().aof(true).start()?;
+    let cfg = RedisConfig {
+        command_timeout_ms: 1000,
+        block_ms: 200,
+        ..config(&server, Mode::List, KEY)
+    };
+    let redis = connect_cfg(&cfg).await;
+    const N: usize = 20_000;
+    let all = items(N);
+    redis.producer().enqueue_raw_many(&all).await?;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let (p, d) = (progress.clone(), done.clone());
+    let consumer = tokio::spawn(async move {
+        let mut src = ListSource::new(&redis).await?;
+        let mut seen = HashSet::new();
+        let mut taken = 0usize;
+        let mut errors = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while seen.len() < N && Instant::now() < deadline {
+            match src.take(64, Duration::from_millis(100)).await {
+                Ok(batch) => {
+                    // "publish", then ack; a failed ack is retried until it succeeds.
+                    taken += batch.len();
+                    for d in &batch {
+                        seen.insert(d.raw.to_vec());
+                    }
+                    p.store(seen.len(), Ordering::Relaxed);
+                    while let Err(_e) = src.ack(&batch).await {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                Err(_) => {
+                    errors += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        d.store(true, Ordering::Relaxed);
+        Ok::<_, nemo_redis::RedisError>((seen, taken, errors))
+    });
+    // Let it get going, then crash the server twice.
+    for round in 0..2 {
+        let target = (round + 1) * N / 4;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while progress.load(Ordering::Relaxed) < target
+            && Instant::now() < deadline
+            && !done.load(Ordering::Relaxed)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.restart()?;
+    }
+    let (seen, taken, errors) = consumer.await??;
+    println!(
+        "restart test: {} distinct of {N}, {taken} deliveries ({} duplicates), {errors} errors",
+        seen.len(),
+        taken - seen.len()
+    );
+    assert_eq!(seen.len(), N, "every item seen at least once");
+    assert!(all.iter().all(|i| seen.contains(i)));
+    assert_eq!(
+        cli_len(&server, PROCESSING),
+        0,
+        "nothing left in processing"
+    );
+    assert_eq!(cli_len(&server, KEY), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn password_in_url_works_and_is_never_shown() -> TestResult {
+    let server = RedisServer::builder().password("s3cret-pw").start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    redis.producer().enqueue_raw(b"x").await?;
+    let mut src = ListSource::new(&redis).await?;
+    assert_eq!(src.take(1, Duration::ZERO).await?[0].raw, &b"x"[..]);
+    assert!(!format!("{redis:?}").contains("s3cret-pw"));
+    let bad = RedisConfig {
+        url: server.url().replace("s3cret-pw", "wrong-pw"),
+        ..Default::default()
+    };
+    let err = Redis::connect(&bad, &fast_backoff()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("***") && !msg.contains("wrong-pw"), "{msg}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn tls_with_private_ca() -> TestResult {
+    let certs = nemo_testkit::Certs::generate()?;
+    let server = RedisServer::builder().tls(certs.clone()).start()?;
+    assert!(server.url().starts_with("rediss://"));
+    let cfg = RedisConfig {
+        ca_file: Some(certs.ca.clone()),
+        ..config(&server, Mode::List, KEY)
+    };
+    let redis = connect_cfg(&cfg).await;
+    redis.producer().enqueue_raw(b"over tls").await?;
+    let mut src = ListSource::new(&redis).await?;
+    let b = src.take(1, Duration::ZERO).await?;
+    assert_eq!(b[0].raw, &b"over tls"[..]);
+    src.ack(&b).await?;
+    // Without the CA the server certificate is not trusted.
+    let untrusted = config(&server, Mode::List, KEY);
+    assert!(Redis::connect(&untrusted, &fast_backoff()).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn source_for_mode_and_invalid_config_rejected_before_connecting() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    let mut s = redis.source().await?;
+    assert!(s.take(1, Duration::ZERO).await?.is_empty());
+    let bad = RedisConfig {
+        key: "a{b".into(),
+        ..config(&server, Mode::List, KEY)
+    };
+    assert!(matches!(
+        Redis::connect(&bad, &fast_backoff()).await,
+        Err(nemo_redis::RedisError::Config(_))
+    ));
+    Ok(())
+}
