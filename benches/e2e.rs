@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fred::prelude::*;
-use futures::StreamExt;
 use nemo_testkit::{Mosquitto, RedisServer};
 use paho_mqtt as mqtt;
 
@@ -43,11 +42,17 @@ const WINDOW: usize = 256;
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// A v1 queue item like the plugin writes, ~300 bytes, with a sequence number
@@ -69,7 +74,12 @@ fn item(seq: usize, pushed_ns: u128) -> String {
 /// producer would; oldest first).
 fn preload_list(redis: &RedisServer, n: usize, start: usize) -> Res<()> {
     preload(redis, n, start, |values, out| {
-        let _ = write!(out, "*{}\r\n$5\r\nLPUSH\r\n${}\r\n{KEY}\r\n", values.len() + 2, KEY.len());
+        let _ = write!(
+            out,
+            "*{}\r\n$5\r\nLPUSH\r\n${}\r\n{KEY}\r\n",
+            values.len() + 2,
+            KEY.len()
+        );
         for v in values {
             let _ = write!(out, "${}\r\n{v}\r\n", v.len());
         }
@@ -96,7 +106,15 @@ fn preload(
     encode: impl Fn(&[String], &mut String),
 ) -> Res<()> {
     let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &redis.port().to_string(), "-n", "1", "--pipe"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &redis.port().to_string(),
+            "-n",
+            "1",
+            "--pipe",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
@@ -190,18 +208,27 @@ impl Counter {
             .persistence(mqtt::PersistenceType::None)
             .finalize();
         let mut client = mqtt::AsyncClient::new(opts)?;
-        let mut stream = client.get_stream(100_000);
+        let stream = client.get_stream(100_000);
         client
-            .connect(mqtt::ConnectOptionsBuilder::new_v3().clean_session(true).finalize())
+            .connect(
+                mqtt::ConnectOptionsBuilder::new_v3()
+                    .clean_session(true)
+                    .finalize(),
+            )
             .await?;
         client.subscribe("nemo/tools/#", 1).await?;
         let received = Arc::new(AtomicU64::new(0));
         let first_ns = Arc::new(AtomicU64::new(0));
         let last_ns = Arc::new(AtomicU64::new(0));
         let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (r, f, l, lat) = (received.clone(), first_ns.clone(), last_ns.clone(), latencies.clone());
+        let (r, f, l, lat) = (
+            received.clone(),
+            first_ns.clone(),
+            last_ns.clone(),
+            latencies.clone(),
+        );
         tokio::spawn(async move {
-            while let Some(msg) = stream.next().await {
+            while let Ok(msg) = stream.recv().await {
                 let Some(msg) = msg else { continue };
                 let now = now_ns() as u64;
                 if r.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -210,17 +237,25 @@ impl Counter {
                 l.store(now, Ordering::Relaxed);
                 let text = msg.payload_str();
                 if let Some(pos) = text.find("\"pushed_ns\": ") {
-                    let digits: String =
-                        text[pos + 13..].chars().take_while(char::is_ascii_digit).collect();
-                    if let Ok(pushed) = digits.parse::<u64>() {
-                        if pushed > 0 {
-                            lat.lock().unwrap().push(now.saturating_sub(pushed));
-                        }
+                    let digits: String = text[pos + 13..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    if let Ok(pushed) = digits.parse::<u64>()
+                        && pushed > 0
+                    {
+                        lat.lock().unwrap().push(now.saturating_sub(pushed));
                     }
                 }
             }
         });
-        Ok(Self { received, first_ns, last_ns, latencies, _client: client })
+        Ok(Self {
+            received,
+            first_ns,
+            last_ns,
+            latencies,
+            _client: client,
+        })
     }
 
     fn count(&self) -> u64 {
@@ -255,14 +290,16 @@ async fn ceiling(url: &str, payloads: &[(String, String)]) -> Res<f64> {
         .max_buffered_messages(WINDOW as i32 * 2)
         .finalize();
     let client = mqtt::AsyncClient::new(opts)?;
-    client.connect(mqtt::ConnectOptionsBuilder::new_v3().finalize()).await?;
+    client
+        .connect(mqtt::ConnectOptionsBuilder::new_v3().finalize())
+        .await?;
     let start = Instant::now();
     let mut window: VecDeque<mqtt::DeliveryToken> = VecDeque::with_capacity(WINDOW);
     for (topic, payload) in payloads {
-        if window.len() == WINDOW {
-            if let Some(t) = window.pop_front() {
-                t.await?;
-            }
+        if window.len() == WINDOW
+            && let Some(t) = window.pop_front()
+        {
+            t.await?;
         }
         window.push_back(client.publish(mqtt::Message::new(topic.as_str(), payload.as_bytes(), 1)));
     }
@@ -368,7 +405,9 @@ async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Re
         tokio::time::sleep_until(start + period * i as u32).await;
         let _: i64 = rc.lpush(KEY, item(10_000_000 + i, now_ns())).await?;
     }
-    counter.wait_for(total as u64, Duration::from_secs(60)).await;
+    counter
+        .wait_for(total as u64, Duration::from_secs(60))
+        .await;
     let mut lat = counter.latencies.lock().unwrap().clone();
     lat.sort_unstable();
     let pct = |p: f64| {
@@ -377,11 +416,17 @@ async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Re
         }
         lat[((lat.len() - 1) as f64 * p).round() as usize] as f64 / 1e6
     };
-    Ok(Latency { rate, p50_ms: pct(0.50), p99_ms: pct(0.99), max_ms: pct(1.0), n: lat.len() })
+    Ok(Latency {
+        rate,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: pct(1.0),
+        n: lat.len(),
+    })
 }
 
-/// 5. Broker restart → first confirmed publish, seen as the first ack
-/// (queue length going down) after the restart, with a producer pushing.
+/// 5. Broker restart → first confirmed publish, seen as the first ack (the
+/// queue length going down) after the restart, with a producer pushing.
 async fn recovery(redis: &RedisServer, broker: &mut Mosquitto, dir: &Path) -> Res<f64> {
     let rc = redis_client(redis).await?;
     let cfg = bridge_config(dir, redis, broker, "list")?;
@@ -414,12 +459,20 @@ fn machine() -> String {
         .and_then(|l| l.split(':').nth(1))
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let version = |cmd: &str, arg: &str| {
         Command::new(cmd)
             .arg(arg)
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .unwrap_or_default()
     };
     format!(
@@ -485,9 +538,17 @@ async fn main() -> Res<()> {
 
     // Report.
     let mut table = String::new();
-    let _ = writeln!(table, "\n{:<44} {:>14} {:>10}", "measure", "value", "vs ceiling");
+    let _ = writeln!(
+        table,
+        "\n{:<44} {:>14} {:>10}",
+        "measure", "value", "vs ceiling"
+    );
     let _ = writeln!(table, "{}", "-".repeat(70));
-    let _ = writeln!(table, "{:<44} {:>12.0}/s {:>10}", "ceiling: direct paho QoS 1, window 256", ceiling_rate, "1.00");
+    let _ = writeln!(
+        table,
+        "{:<44} {:>12.0}/s {:>10}",
+        "ceiling: direct paho QoS 1, window 256", ceiling_rate, "1.00"
+    );
     let _ = writeln!(
         table,
         "{:<44} {:>12.0}/s {:>10.2}",
@@ -506,7 +567,12 @@ async fn main() -> Res<()> {
             );
         }
         Err(e) => {
-            let _ = writeln!(table, "{:<44} {:>14}", "drain stream", format!("FAILED: {e}"));
+            let _ = writeln!(
+                table,
+                "{:<44} {:>14}",
+                "drain stream",
+                format!("FAILED: {e}")
+            );
         }
     }
     for l in [&lat1k, &lat10k] {
@@ -517,9 +583,19 @@ async fn main() -> Res<()> {
             format!("{:.2}/{:.2}/{:.2} ms", l.p50_ms, l.p99_ms, l.max_ms)
         );
     }
-    let _ = writeln!(table, "{:<44} {:>11.1} MB", "peak RSS during drain", list.peak_rss_kib as f64 / 1024.0);
+    let _ = writeln!(
+        table,
+        "{:<44} {:>11.1} MB",
+        "peak RSS during drain",
+        list.peak_rss_kib as f64 / 1024.0
+    );
     if let Some(b) = &big {
-        let q = |f: f64| b.samples_kib.get((b.samples_kib.len() as f64 * f) as usize).copied().unwrap_or(0);
+        let q = |f: f64| {
+            b.samples_kib
+                .get((b.samples_kib.len() as f64 * f) as usize)
+                .copied()
+                .unwrap_or(0)
+        };
         let _ = writeln!(
             table,
             "{:<44} {:>11.1} MB",
@@ -530,10 +606,19 @@ async fn main() -> Res<()> {
             table,
             "{:<44} {:>14}",
             "RSS at 10% / 50% / 90% of that drain",
-            format!("{:.1}/{:.1}/{:.1} MB", q(0.1) as f64 / 1024.0, q(0.5) as f64 / 1024.0, q(0.9) as f64 / 1024.0)
+            format!(
+                "{:.1}/{:.1}/{:.1} MB",
+                q(0.1) as f64 / 1024.0,
+                q(0.5) as f64 / 1024.0,
+                q(0.9) as f64 / 1024.0
+            )
         );
     }
-    let _ = writeln!(table, "{:<44} {:>12.3} s", "recovery: broker restart -> first confirm", recovery_s);
+    let _ = writeln!(
+        table,
+        "{:<44} {:>12.3} s",
+        "recovery: broker restart -> first confirm", recovery_s
+    );
     println!("{table}");
 
     let stream_rate = stream.as_ref().map(|s| s.events_per_s).unwrap_or(0.0);
@@ -558,7 +643,10 @@ async fn main() -> Res<()> {
     std::fs::create_dir_all(&out_dir)?;
     let out = out_dir.join(format!(
         "e2e-{}.json",
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     ));
     std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
     println!("results: {}", out.display());
