@@ -425,8 +425,8 @@ async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Re
     })
 }
 
-/// 5. Broker restart → first confirmed publish, seen as the first ack (the
-/// queue length going down) after the restart, with a producer pushing.
+/// Step 5: the time from a broker restart to the first confirmed publish, seen
+/// as the first ack (the queue getting shorter) after the restart.
 async fn recovery(redis: &RedisServer, broker: &mut Mosquitto, dir: &Path) -> Res<f64> {
     let rc = redis_client(redis).await?;
     let cfg = bridge_config(dir, redis, broker, "list")?;
