@@ -1,1 +1,31 @@
-//! placeholder
+//! The NEMO bridge as a library: configuration, the at-least-once pipeline, lifecycle, status.
+//!
+//! The `bridge` binary is a thin shell around this crate: it parses the command line, loads the
+//! [`config::Config`], turns signals into [`run::Control`] messages and calls [`run::run`].
+//!
+//! # Key design decision: the pipeline only knows two traits
+//!
+//! The delivery contract (at-least-once, FIFO, bounded memory, republish right after a
+//! reconnect) lives in [`pipeline::Pipeline`], which is generic over the source seam
+//! ([`nemo_redis::EventSource`]) and the sink seam ([`nemo_mqtt::EventSink`]). It never sees
+//! Redis or paho, so every ordering and failure case is unit-tested with fakes and mocks in
+//! milliseconds; the lifecycle ([`run`]) only wires real connections, the lease, signals and
+//! status around it. Items leave Redis only through `ack` after the broker confirmed them, in
+//! source order: a crash at any instant loses nothing, and at most the in-flight window is
+//! published twice.
+//!
+//! ```
+//! let cfg = nemo_bridge::config::Config::default();
+//! assert!(cfg.validate().is_ok());
+//! assert_eq!(cfg.mqtt.inflight, 256);
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod http;
+pub mod pipeline;
+pub mod prepare;
+pub mod run;
+
+pub use config::{Config, ConfigError};
+pub use run::{BridgeError, Control, run};

@@ -1,0 +1,190 @@
+//! `bridge`: move NEMO tool events from the Redis queue to the MQTT broker, at least once, in
+//! order. Thin shell: parse flags, load the configuration, run `nemo_bridge::run`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use figment::providers::Serialized;
+use nemo_bridge::config::{Config, figment};
+use nemo_bridge::run::{ConfigLoader, Control};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (default on a terminal).
+    Human,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Redis list (the NEMO plugin's format), at-least-once.
+    List,
+    /// Redis stream with a consumer group, at-least-once.
+    Stream,
+    /// Redis pub/sub, at-most-once.
+    Pubsub,
+}
+
+/// Forward NEMO tool events from Redis to MQTT: at-least-once, in order, with a single active
+/// bridge per queue.
+///
+/// Configuration layers, weakest first: built-in defaults < --config FILE <
+/// NEMO_<SECTION>__<KEY> environment variables (e.g. NEMO_MQTT__URL) < these flags.
+/// Every key is described in docs/configuration.md.
+///
+/// Signals: SIGINT/SIGTERM stop gracefully (drain, return unconfirmed items, publish the offline
+/// status); SIGHUP re-reads the configuration (a new broker address is applied without losing
+/// events). Exit codes: 0 = stopped cleanly, 1 = runtime error, 2 = invalid configuration.
+#[derive(Debug, Parser)]
+#[command(name = "bridge", version, about, long_about)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Validate the configuration, print it as TOML with secrets redacted, and exit
+    /// (0 = valid, 2 = invalid). Connects to nothing.
+    #[arg(long)]
+    check_config: bool,
+    /// Log format: human-readable lines, or one JSON object per line. RUST_LOG sets the level (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Redis URL, e.g. redis://127.0.0.1:6379/1 (redis.url).
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// Queue kind (redis.mode).
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Queue key (redis.key), default nemo_mqtt_events.
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+    /// Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://host:8883 (mqtt.url).
+    #[arg(long, value_name = "URL")]
+    mqtt_url: Option<String>,
+    /// MQTT client id (mqtt.client_id).
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// HTTP listen address for /healthz /readyz /metrics; "" = off (http.listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    http_listen: Option<String>,
+    /// Turn the single-active lease off (lease.enabled = false).
+    #[arg(long)]
+    no_lease: bool,
+}
+
+impl Cli {
+    fn figment(&self) -> figment::Figment {
+        let mut fig = figment(self.config.as_deref());
+        let mut set = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                fig = std::mem::take(&mut fig).merge(Serialized::default(key, v));
+            }
+        };
+        set("redis.url", self.redis_url.clone());
+        set(
+            "redis.mode",
+            self.mode.map(|m| {
+                match m {
+                    Mode::List => "list",
+                    Mode::Stream => "stream",
+                    Mode::Pubsub => "pubsub",
+                }
+                .to_string()
+            }),
+        );
+        set("redis.key", self.key.clone());
+        set("mqtt.url", self.mqtt_url.clone());
+        set("mqtt.client_id", self.client_id.clone());
+        set("http.listen", self.http_listen.clone());
+        if self.no_lease {
+            fig = fig.merge(Serialized::default("lease.enabled", false));
+        }
+        fig
+    }
+
+    fn load(&self) -> Result<Config, nemo_bridge::ConfigError> {
+        let cfg = Config::from_figment(self.figment())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match cli.load() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("bridge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        print!("{}", cfg.redacted().to_toml());
+        eprintln!("bridge: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bridge: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        if let Err(e) = spawn_signals(tx) {
+            eprintln!("bridge: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+        let reload_cli = Cli::parse();
+        let loader: ConfigLoader = Box::new(move || reload_cli.load());
+        tracing::info!(config = ?cli.config, "starting");
+        match nemo_bridge::run(cfg, loader, rx).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "bridge stopped with an error");
+                eprintln!("bridge: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn spawn_signals(tx: tokio::sync::mpsc::Sender<Control>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            let c = tokio::select! {
+                _ = term.recv() => Control::Shutdown,
+                _ = int.recv() => Control::Shutdown,
+                _ = hup.recv() => Control::Reload,
+            };
+            tracing::info!(request = ?c, "signal received");
+            if tx.send(c).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,547 @@
+//! The bridge configuration: one schema, layered with figment.
+//!
+//! Layers, weakest first: built-in defaults < the TOML file given with `--config` < environment
+//! variables `NEMO_<SECTION>__<KEY>` (e.g. `NEMO_MQTT__URL`, `NEMO_HMAC__KEY`) < command-line
+//! flags. [`figment`] builds the first three layers so that the `monitor` and `replay` programs
+//! read the same files and variables; the binary merges its flags on top and calls
+//! [`Config::from_figment`].
+//!
+//! Loading checks types and rejects unknown keys (a typo must not pass silently);
+//! [`Config::validate`] checks values. Every problem is ONE line naming the key, the value and
+//! what is allowed. Secrets (`mqtt.password`, `hmac.key`, passwords inside URLs) never appear in
+//! `Debug` output; [`Config::redacted`] gives a copy fit for printing.
+//!
+//! ```
+//! use nemo_bridge::config::{figment, Config};
+//! use figment::providers::{Format, Toml};
+//!
+//! let fig = figment(None).merge(Toml::string("[mqtt]\nurl = \"mqtt://127.0.0.1:1884\""));
+//! let cfg = Config::from_figment(fig)?;
+//! cfg.validate()?;
+//! assert_eq!(cfg.mqtt.url, ["mqtt://127.0.0.1:1884"]);
+//! assert_eq!(cfg.http.listen, "127.0.0.1:9187");
+//! # Ok::<(), nemo_bridge::config::ConfigError>(())
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use nemo_backoff::BackoffConfig;
+use nemo_mqtt::{MqttConfig, Secret};
+use nemo_redis::{Mode, RedisConfig};
+use nemo_topics::{TopicMapper, TopicsConfig};
+use serde::{Deserialize, Serialize};
+
+/// A configuration that cannot be used. The message is one line naming the key, the value and
+/// what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read or has a wrong type or an unknown key.
+    #[error("configuration: {0}")]
+    Load(String),
+    /// A value out of range.
+    #[error("invalid {key} = {value}: {allowed}")]
+    Invalid {
+        /// Dotted key, e.g. `http.listen`.
+        key: String,
+        /// The value as written (secrets never shown).
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// A value rejected by one of the library crates (their messages already name the key).
+    #[error("{0}")]
+    Section(String),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        // figment reports one error per problem; keep the first, on one line.
+        let first = e.into_iter().next();
+        let msg = match first {
+            Some(err) => {
+                let key = if err.path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", err.path.join("."))
+                };
+                let from = err
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.source.as_ref().map(|s| format!(" (from {s})")))
+                    .unwrap_or_default();
+                format!("{key}{}{from}", err.kind)
+            }
+            None => "unknown error".into(),
+        };
+        ConfigError::Load(msg.replace('\n', " "))
+    }
+}
+
+/// `[hmac]`: sign every payload with HMAC-SHA256 in the envelope `{"payload", "hmac", "algo"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HmacConfig {
+    /// The key; empty = signing off. Never shown in `Debug`.
+    pub key: Secret,
+    /// A file holding the key (trailing newline ignored); alternative to `key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl HmacConfig {
+    /// The key bytes, from `key` or `key_file`; `None` = signing off.
+    ///
+    /// # Errors
+    /// When `key_file` cannot be read.
+    pub fn key_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        if !self.key.is_empty() {
+            return Ok(Some(self.key.expose().as_bytes().to_vec()));
+        }
+        match &self.key_file {
+            Some(p) if !p.as_os_str().is_empty() => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Invalid {
+                    key: "hmac.key_file".into(),
+                    value: format!("{:?}", p.display().to_string()),
+                    allowed: format!("must be a readable file ({e})"),
+                })?;
+                let key = text.trim_end_matches(['\r', '\n']);
+                if key.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: "hmac.key_file".into(),
+                        value: format!("{:?}", p.display().to_string()),
+                        allowed: "must contain a non-empty key".into(),
+                    });
+                }
+                Ok(Some(key.as_bytes().to_vec()))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// `[status]`: the retained online/offline topic (also the last will).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Topic; unset = `mqtt.status_topic` (default `nemo/bridge/status`); empty = no status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// `[http]`: the operations endpoint (`/healthz`, `/readyz`, `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address `host:port`; empty = no HTTP endpoint.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9187".into(),
+        }
+    }
+}
+
+/// `[lease]`: single active bridge per queue (list mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// On/off; unset = `redis.lease` (default on). Only list mode uses a lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Lease lifetime in ms; unset = `redis.lease_ttl_ms` (default 10000). A standby takes over
+    /// at most this long after the active bridge died.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+/// `[shutdown]`: graceful stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGINT/SIGTERM, wait this long for outstanding confirmations before returning the
+    /// rest to the queue.
+    pub drain_timeout_s: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout_s: 10,
+        }
+    }
+}
+
+/// The whole bridge configuration. See `docs/configuration.md` for every key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[redis]`: the queue.
+    pub redis: RedisConfig,
+    /// `[mqtt]`: the broker.
+    pub mqtt: MqttConfig,
+    /// `[hmac]`: payload signing.
+    pub hmac: HmacConfig,
+    /// `[topics]`: topic mapping.
+    pub topics: TopicsConfig,
+    /// `[backoff]`: reconnect and retry delays.
+    pub backoff: BackoffConfig,
+    /// `[status]`: retained status topic.
+    pub status: StatusConfig,
+    /// `[http]`: health and metrics endpoint.
+    pub http: HttpConfig,
+    /// `[lease]`: single active bridge.
+    pub lease: LeaseConfig,
+    /// `[shutdown]`: graceful stop.
+    pub shutdown: ShutdownConfig,
+}
+
+/// Defaults < TOML file at `config_path` (if any) < `NEMO_<SECTION>__<KEY>` environment.
+///
+/// The environment layer only looks at variables with a `__` after the prefix, so unrelated
+/// `NEMO_*` variables are ignored. Callers merge their command-line flags on top (e.g.
+/// `fig.merge(Serialized::default("mqtt.url", url))`).
+///
+/// ```
+/// let fig = nemo_bridge::config::figment(None);
+/// let cfg = nemo_bridge::config::Config::from_figment(fig).unwrap();
+/// assert_eq!(cfg.redis.key, "nemo_mqtt_events");
+/// ```
+pub fn figment(config_path: Option<&Path>) -> Figment {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = config_path {
+        fig = fig.merge(Toml::file_exact(path));
+    }
+    fig.merge(
+        Env::prefixed("NEMO_")
+            .filter(|k| k.as_str().contains("__"))
+            .split("__"),
+    )
+}
+
+impl Config {
+    /// Extract from a figment (see [`figment`]).
+    ///
+    /// # Errors
+    /// [`ConfigError::Load`] for a wrong type, an unknown key or an unreadable file.
+    pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        Ok(fig.extract()?)
+    }
+
+    /// [`figment`] + [`from_figment`](Self::from_figment) + [`validate`](Self::validate).
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn load(config_path: Option<&Path>) -> Result<Config, ConfigError> {
+        let cfg = Config::from_figment(figment(config_path))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check every value; the first problem is returned as one line.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key, the value and what is allowed.
+    ///
+    /// ```
+    /// let mut cfg = nemo_bridge::config::Config::default();
+    /// cfg.http.listen = "nowhere".into();
+    /// assert_eq!(cfg.validate().unwrap_err().to_string(),
+    ///     "invalid http.listen = \"nowhere\": must be host:port with an IP address, e.g. 127.0.0.1:9187 (empty = off)");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(ttl) = self.lease.ttl_ms
+            && !(300..=3_600_000).contains(&ttl)
+        {
+            return Err(ConfigError::Invalid {
+                key: "lease.ttl_ms".into(),
+                value: ttl.to_string(),
+                allowed: "must be in 300..=3600000".into(),
+            });
+        }
+        let mut redis = self.redis.clone();
+        self.apply_lease(&mut redis);
+        redis
+            .validate()
+            .map_err(|e| ConfigError::Section(e.to_string()))?;
+        self.mqtt_config()
+            .validate()
+            .map_err(|e| ConfigError::Section(e.to_string()))?;
+        self.backoff
+            .validate()
+            .map_err(|e| ConfigError::Section(e.to_string()))?;
+        TopicMapper::from_config(&self.topics).map_err(|e| ConfigError::Section(e.to_string()))?;
+        if !self.hmac.key.is_empty()
+            && self
+                .hmac
+                .key_file
+                .as_ref()
+                .is_some_and(|p| !p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: "hmac.key_file".into(),
+                value: "(set)".into(),
+                allowed: "give either hmac.key or hmac.key_file, not both".into(),
+            });
+        }
+        self.hmac.key_bytes()?;
+        if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "http.listen".into(),
+                value: format!("{:?}", self.http.listen),
+                allowed: "must be host:port with an IP address, e.g. 127.0.0.1:9187 (empty = off)"
+                    .into(),
+            });
+        }
+        if self.shutdown.drain_timeout_s > 3_600 {
+            return Err(ConfigError::Invalid {
+                key: "shutdown.drain_timeout_s".into(),
+                value: self.shutdown.drain_timeout_s.to_string(),
+                allowed: "must be in 0..=3600".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn apply_lease(&self, redis: &mut RedisConfig) {
+        if let Some(on) = self.lease.enabled {
+            redis.lease = on;
+        }
+        if let Some(ttl) = self.lease.ttl_ms {
+            redis.lease_ttl_ms = ttl;
+        }
+    }
+
+    /// The `[redis]` table with the `[lease]` overrides applied.
+    pub fn redis_config(&self) -> RedisConfig {
+        let mut redis = self.redis.clone();
+        self.apply_lease(&mut redis);
+        redis
+    }
+
+    /// True when this bridge must hold the single-active lease (list mode with the lease on).
+    pub fn lease_enabled(&self) -> bool {
+        let r = self.redis_config();
+        r.mode == Mode::List && r.lease
+    }
+
+    /// The lease lifetime.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.redis_config().lease_ttl_ms)
+    }
+
+    /// The `[mqtt]` table with the `[status] topic` override applied.
+    pub fn mqtt_config(&self) -> MqttConfig {
+        let mut mqtt = self.mqtt.clone();
+        if let Some(t) = &self.status.topic {
+            mqtt.status_topic = t.clone();
+        }
+        mqtt
+    }
+
+    /// `shutdown.drain_timeout_s` as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown.drain_timeout_s)
+    }
+
+    /// A copy with every secret replaced by `***`: passwords, HMAC key, passwords in URLs.
+    ///
+    /// ```
+    /// let mut cfg = nemo_bridge::config::Config::default();
+    /// cfg.mqtt.url = vec!["mqtt://bob:pw1@broker:1883".into()];
+    /// cfg.mqtt.password = nemo_mqtt::Secret::new("pw2");
+    /// cfg.redis.url = "redis://:pw3@host:6379/1".into();
+    /// cfg.hmac.key = nemo_mqtt::Secret::new("pw4");
+    /// let text = cfg.redacted().to_toml();
+    /// for pw in ["pw1", "pw2", "pw3", "pw4"] { assert!(!text.contains(pw), "{text}"); }
+    /// assert!(text.contains("mqtt://bob:***@broker:1883"));
+    /// ```
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        c.redis.url = redact_url(&c.redis.url);
+        c.mqtt.url = c.mqtt.url.iter().map(|u| redact_url(u)).collect();
+        if !c.mqtt.password.is_empty() {
+            c.mqtt.password = Secret::new("***");
+        }
+        if !c.hmac.key.is_empty() {
+            c.hmac.key = Secret::new("***");
+        }
+        c
+    }
+
+    /// The configuration as TOML (call on [`redacted`](Self::redacted) before printing).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render as TOML: {e}\n"))
+    }
+}
+
+/// Replace the password of `scheme://user:password@host...` by `***`.
+///
+/// ```
+/// assert_eq!(nemo_bridge::config::redact_url("redis://:pw@h:1/1"), "redis://:***@h:1/1");
+/// assert_eq!(nemo_bridge::config::redact_url("mqtt://h:1883"), "mqtt://h:1883");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..auth_end].rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!("{}{}:***{}", &url[..start], &userinfo[..colon], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn layering_defaults_file_env() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "bridge.toml",
+                "[mqtt]\nurl = \"mqtt://127.0.0.1:2000\"\nclient_id = \"from-file\"\n[redis]\nkey = \"q\"\n",
+            )?;
+            jail.set_env("NEMO_MQTT__CLIENT_ID", "from-env");
+            jail.set_env("NEMO_HTTP__LISTEN", "127.0.0.1:9999");
+            jail.set_env("NEMO_UNRELATED", "ignored");
+            let fig = figment(Some(Path::new("bridge.toml")))
+                .merge(Serialized::default("redis.key", "from-flag"));
+            let cfg = Config::from_figment(fig).unwrap();
+            assert_eq!(cfg.mqtt.url, ["mqtt://127.0.0.1:2000"]);
+            assert_eq!(cfg.mqtt.client_id, "from-env");
+            assert_eq!(cfg.http.listen, "127.0.0.1:9999");
+            assert_eq!(cfg.redis.key, "from-flag");
+            assert_eq!(cfg.mqtt.keep_alive_s, 60);
+            cfg.validate().unwrap();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_them() {
+        Jail::expect_with(|jail| {
+            jail.create_file("b.toml", "[mqtt]\nulr = \"mqtt://x\"\n")?;
+            let err = Config::from_figment(figment(Some(Path::new("b.toml")))).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("ulr"), "{msg}");
+            assert!(!msg.contains('\n'));
+            jail.create_file("c.toml", "[mqqt]\nurl = \"mqtt://x\"\n")?;
+            let msg = Config::from_figment(figment(Some(Path::new("c.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("mqqt"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_give_one_line_naming_key_and_value() {
+        let cases: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    http: HttpConfig { listen: "x".into() },
+                    ..Config::default()
+                },
+                "http.listen",
+            ),
+            (
+                Config {
+                    lease: LeaseConfig {
+                        enabled: None,
+                        ttl_ms: Some(1),
+                    },
+                    ..Config::default()
+                },
+                "lease.ttl_ms",
+            ),
+            (
+                Config {
+                    shutdown: ShutdownConfig {
+                        drain_timeout_s: 99_999,
+                    },
+                    ..Config::default()
+                },
+                "shutdown.drain_timeout_s",
+            ),
+            (
+                Config {
+                    hmac: HmacConfig {
+                        key: Secret::default(),
+                        key_file: Some("/nonexistent/key".into()),
+                    },
+                    ..Config::default()
+                },
+                "hmac.key_file",
+            ),
+        ];
+        for (cfg, key) in cases {
+            let msg = cfg.validate().unwrap_err().to_string();
+            assert!(msg.contains(key), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+        let mut cfg = Config::default();
+        cfg.mqtt.qos = 3;
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "mqtt.qos: 3 is not a QoS (allowed: 0, 1, 2)"
+        );
+        let mut cfg = Config::default();
+        cfg.backoff.initial_ms = 0;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("backoff.initial_ms")
+        );
+    }
+
+    #[test]
+    fn secrets_never_in_debug() {
+        let mut cfg = Config::default();
+        cfg.hmac.key = Secret::new("hmac-secret-value");
+        cfg.mqtt.password = Secret::new("mqtt-secret-value");
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("hmac-secret-value"));
+        assert!(!dbg.contains("mqtt-secret-value"));
+    }
+
+    #[test]
+    fn hmac_key_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "nemo-fixture-secret\n").unwrap();
+        let h = HmacConfig {
+            key: Secret::default(),
+            key_file: Some(path),
+        };
+        assert_eq!(h.key_bytes().unwrap().unwrap(), b"nemo-fixture-secret");
+    }
+
+    #[test]
+    fn lease_section_overrides_redis_keys() {
+        let mut cfg = Config::default();
+        assert!(cfg.lease_enabled());
+        cfg.lease.enabled = Some(false);
+        assert!(!cfg.lease_enabled());
+        cfg.lease.enabled = None;
+        cfg.lease.ttl_ms = Some(2_000);
+        assert_eq!(cfg.lease_ttl(), Duration::from_millis(2_000));
+        cfg.redis.mode = Mode::Stream;
+        assert!(!cfg.lease_enabled());
+    }
+}

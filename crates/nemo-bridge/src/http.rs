@@ -1,0 +1,147 @@
+//! The operations endpoint: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! * `/healthz` answers 200 while the process is up (a liveness probe).
+//! * `/readyz` answers 200 only while the bridge is connected to Redis and to the broker and
+//!   holds the lease (when a lease is required); otherwise 503 with a JSON reason, e.g.
+//!   `{"ready":false,"reason":"standby: another bridge holds the lease"}`.
+//! * `/metrics` is the Prometheus text format of every `nemo_bridge_*` metric.
+//!
+//! ```
+//! use nemo_bridge::http::Health;
+//! let h = Health::default();
+//! h.set_redis(true);
+//! h.set_mqtt(true);
+//! assert_eq!(h.not_ready_reason(), None);
+//! h.set_lease_required(true);
+//! assert!(h.not_ready_reason().is_some());
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// What `/readyz` looks at; shared by the lifecycle tasks.
+#[derive(Debug, Default)]
+pub struct Health {
+    redis: AtomicBool,
+    mqtt: AtomicBool,
+    lease_required: AtomicBool,
+    lease_held: AtomicBool,
+}
+
+impl Health {
+    /// Redis reachable.
+    pub fn set_redis(&self, up: bool) {
+        self.redis.store(up, Ordering::Relaxed);
+    }
+    /// Broker connected.
+    pub fn set_mqtt(&self, up: bool) {
+        self.mqtt.store(up, Ordering::Relaxed);
+        metrics::gauge!("nemo_bridge_mqtt_connected").set(if up { 1.0 } else { 0.0 });
+    }
+    /// Whether this bridge must hold the lease to be ready.
+    pub fn set_lease_required(&self, on: bool) {
+        self.lease_required.store(on, Ordering::Relaxed);
+    }
+    /// Lease held.
+    pub fn set_lease_held(&self, held: bool) {
+        self.lease_held.store(held, Ordering::Relaxed);
+        metrics::gauge!("nemo_bridge_lease_held").set(if held { 1.0 } else { 0.0 });
+    }
+    /// `None` when ready, else why not.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if !self.redis.load(Ordering::Relaxed) {
+            return Some("redis: not connected");
+        }
+        if !self.mqtt.load(Ordering::Relaxed) {
+            return Some("mqtt: not connected");
+        }
+        if self.lease_required.load(Ordering::Relaxed) && !self.lease_held.load(Ordering::Relaxed) {
+            return Some("standby: another bridge holds the lease");
+        }
+        None
+    }
+}
+
+/// The process-wide Prometheus recorder (installed on first use; later calls share it).
+///
+/// Returns `None` if another recorder was installed by someone else.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+#[derive(Clone)]
+struct AppState {
+    health: Arc<Health>,
+    prom: Option<PrometheusHandle>,
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.health.not_ready_reason() {
+        None => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"ready": true})),
+        )
+            .into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"ready": false, "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    match &st.prom {
+        Some(h) => ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable\n",
+        )
+            .into_response(),
+    }
+}
+
+/// The router of the three endpoints.
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(AppState {
+            health,
+            prom: prometheus(),
+        })
+}
+
+/// Bind `addr` and serve the endpoints in a background task.
+///
+/// # Errors
+/// When the address cannot be bound (in use, not local).
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = router(health);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "http: server stopped");
+        }
+    }))
+}

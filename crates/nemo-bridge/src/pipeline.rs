@@ -1,0 +1,569 @@
+//! The at-least-once pipeline: source → prepare (validate, map, sign) → sink → ack.
+//!
+//! # How an item travels
+//!
+//! 1. [`EventSource::take`] hands out up to `window − in_flight` raw items, oldest first. The
+//!    pipeline never asks for more, so a million-item backlog stays in Redis, not in memory.
+//! 2. [`Prepare::prepare`] turns the raw bytes into the MQTT messages to publish (usually one;
+//!    more when the topic mapper adds retained state topics). An item it rejects goes to
+//!    [`EventSource::dead_letter`] with the reason, is counted and logged once — it never blocks
+//!    the items behind it.
+//! 3. Every message goes to [`EventSink::publish`]; the returned future resolves when the broker
+//!    confirmed it.
+//! 4. The in-flight items sit in a queue **in source order**. When the item at the head has all
+//!    its messages confirmed, it and every confirmed item directly behind it are acked in one
+//!    [`EventSource::ack`] call. An item therefore leaves Redis only after the broker has it, and
+//!    acks never overtake each other, even when confirmations arrive out of order.
+//!
+//! # When the broker goes away
+//!
+//! A failed confirmation stops the intake. The pipeline lets the rest of the window resolve,
+//! waits until the sink reports it is connected again, and then publishes again **from the first
+//! unconfirmed item onward, in the original order** (also the confirmed items behind it, so that
+//! the last message a display sees for a tool is still the newest one). Nothing is lost, at most
+//! the window is duplicated, and the retry happens right after the reconnect, not after a
+//! reclaim timeout.
+//!
+//! # Stopping
+//!
+//! [`Pipeline::run`] ends when its stop future resolves. With [`StopMode::Drain`] the pipeline
+//! stops taking, waits up to the drain timeout for outstanding confirmations, acks what was
+//! confirmed and gives the rest back with [`EventSource::nack`] (order kept). With
+//! [`StopMode::Immediate`] (the lease was lost: another bridge may already be active) it skips
+//! the wait.
+//!
+//! ```
+//! use nemo_bridge::pipeline::{Prepare, PipelineOptions};
+//! use nemo_mqtt::OutMessage;
+//! use nemo_events::Qos;
+//!
+//! // A preparer that publishes every raw item unchanged on one topic.
+//! let prepare = |raw: &[u8]| -> Result<Vec<OutMessage>, String> {
+//!     Ok(vec![OutMessage { topic: "t".into(), payload: raw.to_vec().into(), qos: Qos::AtLeastOnce, retain: false }])
+//! };
+//! assert_eq!(prepare.prepare(b"x").unwrap()[0].topic, "t");
+//! assert_eq!(PipelineOptions::default().window, 256);
+//! ```
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use nemo_backoff::{Backoff, BackoffConfig};
+use nemo_mqtt::{EventSink, MqttError, OutMessage};
+use nemo_redis::{Delivery, EventSource};
+use tracing::{debug, error, info, warn};
+
+/// Turns one raw queue item into the messages to publish.
+///
+/// `Err(reason)` means the item is bad input: it is dead-lettered with `reason` (one line that
+/// says what is wrong, without the payload). `Ok(vec![])` means "nothing to publish" (e.g. a
+/// route filtered it); the item is acked in order.
+///
+/// Closures `Fn(&[u8]) -> Result<Vec<OutMessage>, String>` implement it.
+pub trait Prepare: Send + Sync {
+    /// Validate, map and sign one raw item.
+    fn prepare(&self, raw: &[u8]) -> Result<Vec<OutMessage>, String>;
+}
+
+impl<F> Prepare for F
+where
+    F: Fn(&[u8]) -> Result<Vec<OutMessage>, String> + Send + Sync,
+{
+    fn prepare(&self, raw: &[u8]) -> Result<Vec<OutMessage>, String> {
+        self(raw)
+    }
+}
+
+/// How [`Pipeline::run`] should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Graceful: stop taking, wait up to the drain timeout for confirmations, ack them, nack the
+    /// rest.
+    Drain,
+    /// At once (lease lost): ack what is already confirmed, nack the rest without waiting.
+    Immediate,
+}
+
+/// Tuning of a [`Pipeline`].
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Maximum number of items taken but not yet acked (the in-flight window). At least 1.
+    pub window: usize,
+    /// How long one `take` may block while nothing is in flight. Bounds how late a stop request
+    /// is noticed while idle.
+    pub take_wait: Duration,
+    /// How long one `take` may block while items are in flight (then confirmations are due).
+    pub busy_wait: Duration,
+    /// How often the sink's connection state is polled while waiting to republish.
+    pub reconnect_poll: Duration,
+    /// How long a [`StopMode::Drain`] stop waits for outstanding confirmations.
+    pub drain_timeout: Duration,
+    /// Retry policy for failed Redis calls (take, ack, dead-letter).
+    pub retry: BackoffConfig,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            window: 256,
+            take_wait: Duration::from_millis(500),
+            busy_wait: Duration::from_millis(5),
+            reconnect_poll: Duration::from_millis(50),
+            drain_timeout: Duration::from_secs(10),
+            retry: BackoffConfig {
+                initial_ms: 100,
+                max_ms: 2_000,
+                ..BackoffConfig::default()
+            },
+        }
+    }
+}
+
+/// What a finished [`Pipeline::run`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Items acked (confirmed by the broker and removed from the queue).
+    pub acked: u64,
+    /// Items moved to the dead-letter list.
+    pub dead: u64,
+    /// Items given back to the queue unconfirmed at the stop.
+    pub nacked: u64,
+    /// Messages published again after a failure.
+    pub republished: u64,
+    /// Items still in flight at the stop that could be neither acked nor nacked (Redis down);
+    /// they stay in the processing list and are recovered at the next start.
+    pub left_in_processing: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Pending,
+    Confirmed,
+    Failed,
+}
+
+#[derive(Debug)]
+struct Slot {
+    delivery: Delivery,
+    msgs: Vec<OutMessage>,
+    remaining: usize,
+    state: SlotState,
+}
+
+type ConfirmResult = (u64, Result<(), MqttError>, Instant);
+
+/// The pipeline over one source and one sink. See the [module docs](self).
+///
+/// After [`run`](Self::run) returned, [`into_source`](Self::into_source) gives the source back,
+/// so that a reload can continue on the same queue with a new sink.
+pub struct Pipeline<S, K, P> {
+    source: S,
+    sink: K,
+    prepare: P,
+    opts: PipelineOptions,
+    slots: VecDeque<Slot>,
+    head_seq: u64,
+    pending: FuturesUnordered<BoxFuture<'static, ConfirmResult>>,
+    report: RunReport,
+    retry: Backoff,
+}
+
+impl<S, K, P> std::fmt::Debug for Pipeline<S, K, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("window", &self.opts.window)
+            .field("in_flight", &self.slots.len())
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, P> Pipeline<S, K, P>
+where
+    S: EventSource,
+    K: EventSink,
+    P: Prepare,
+{
+    /// A pipeline from `source` to `sink`. A `window` of 0 is treated as 1.
+    pub fn new(source: S, sink: K, prepare: P, mut opts: PipelineOptions) -> Self {
+        opts.window = opts.window.max(1);
+        let retry = Backoff::new(&opts.retry);
+        Pipeline {
+            source,
+            sink,
+            prepare,
+            opts,
+            slots: VecDeque::new(),
+            head_seq: 0,
+            pending: FuturesUnordered::new(),
+            report: RunReport::default(),
+            retry,
+        }
+    }
+
+    /// Give the source back (e.g. to continue with a new sink after a reload).
+    pub fn into_source(self) -> S {
+        self.source
+    }
+
+    /// The number of items currently in flight (taken, not yet acked).
+    pub fn in_flight(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Move items until `stop` resolves, then stop as its [`StopMode`] says.
+    ///
+    /// Redis errors are retried with the retry backoff (logged once per outage); broker
+    /// failures lead to a republish after the reconnect. The function therefore only returns
+    /// after a stop, with a report of what it did.
+    pub async fn run<F>(&mut self, stop: F) -> RunReport
+    where
+        F: Future<Output = StopMode>,
+    {
+        let stop = stop.fuse();
+        let mut stop = std::pin::pin!(stop);
+        let mut failing = false;
+        let mut redis_down = false;
+        loop {
+            // 1. Take note of every confirmation that is already there.
+            while let Some(Some(res)) = self.pending.next().now_or_never() {
+                self.on_confirm(res, &mut failing);
+            }
+            if let Some(mode) = (&mut stop).now_or_never() {
+                return self.finish(mode).await;
+            }
+            if let Err(e) = self.ack_heads().await {
+                if !redis_down {
+                    warn!(error = %e, "redis: ack failed; retrying");
+                    redis_down = true;
+                }
+                if let Some(mode) = self.pause(&mut stop).await {
+                    return self.finish(mode).await;
+                }
+                continue;
+            }
+
+            // 2. After a broker failure: let the window resolve, wait for the reconnect,
+            //    republish in order.
+            if failing {
+                if !self.pending.is_empty() {
+                    tokio::select! {
+                        mode = &mut stop => return self.finish(mode).await,
+                        Some(res) = self.pending.next() => self.on_confirm(res, &mut failing),
+                    }
+                } else if self.sink.is_connected() {
+                    self.republish();
+                    failing = false;
+                } else {
+                    tokio::select! {
+                        mode = &mut stop => return self.finish(mode).await,
+                        _ = tokio::time::sleep(self.opts.reconnect_poll) => {}
+                    }
+                }
+                continue;
+            }
+
+            // 3. Take as much as the window allows.
+            let room = self.opts.window.saturating_sub(self.slots.len());
+            if room > 0 {
+                let wait = if self.slots.is_empty() {
+                    self.opts.take_wait
+                } else {
+                    self.opts.busy_wait
+                };
+                match self.source.take(room, wait).await {
+                    Ok(deliveries) => {
+                        if redis_down {
+                            info!("redis: taking items again");
+                            redis_down = false;
+                        }
+                        self.retry.reset();
+                        let got = !deliveries.is_empty();
+                        for d in deliveries {
+                            self.admit(d).await;
+                        }
+                        metrics::gauge!("nemo_bridge_in_flight").set(self.slots.len() as f64);
+                        if got {
+                            continue;
+                        }
+                        if self.slots.is_empty() {
+                            // Be cooperative even with a source that does not wait.
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        if !redis_down {
+                            warn!(error = %e, "redis: take failed; retrying");
+                            redis_down = true;
+                        }
+                        if let Some(mode) = self.pause(&mut stop).await {
+                            return self.finish(mode).await;
+                        }
+                        continue;
+                    }
+                }
+            }
+
+            // 4. Wait for a confirmation (or, when there is room, a short while for new items).
+            if self.pending.is_empty() {
+                // Everything in flight is confirmed but not acked yet (ack failed): loop.
+                if room == 0 {
+                    tokio::select! {
+                        mode = &mut stop => return self.finish(mode).await,
+                        _ = tokio::time::sleep(self.opts.busy_wait) => {}
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                mode = &mut stop => return self.finish(mode).await,
+                Some(res) = self.pending.next() => self.on_confirm(res, &mut failing),
+                _ = tokio::time::sleep(self.opts.busy_wait), if room > 0 => {}
+            }
+        }
+    }
+
+    /// Sleep one retry delay, or return the stop mode if a stop came first.
+    async fn pause<F>(
+        &mut self,
+        stop: &mut std::pin::Pin<&mut futures::future::Fuse<F>>,
+    ) -> Option<StopMode>
+    where
+        F: Future<Output = StopMode>,
+    {
+        let delay = self
+            .retry
+            .next_delay()
+            .unwrap_or(Duration::from_millis(self.opts.retry.max_ms));
+        tokio::select! {
+            mode = stop => Some(mode),
+            _ = tokio::time::sleep(delay) => None,
+        }
+    }
+
+    /// Accept one delivery: dead-letter it or publish its messages.
+    async fn admit(&mut self, delivery: Delivery) {
+        metrics::counter!("nemo_bridge_events_in_total").increment(1);
+        match self.prepare.prepare(&delivery.raw) {
+            Err(reason) => self.dead_letter(delivery, &reason).await,
+            Ok(msgs) => {
+                let seq = self.head_seq + self.slots.len() as u64;
+                let state = if msgs.is_empty() {
+                    SlotState::Confirmed
+                } else {
+                    SlotState::Pending
+                };
+                for msg in &msgs {
+                    self.publish(seq, msg.clone());
+                }
+                self.slots.push_back(Slot {
+                    remaining: msgs.len(),
+                    delivery,
+                    msgs,
+                    state,
+                });
+            }
+        }
+    }
+
+    async fn dead_letter(&mut self, delivery: Delivery, reason: &str) {
+        warn!(
+            reason,
+            raw_prefix = %short_prefix(&delivery.raw),
+            raw_len = delivery.raw.len(),
+            "bad item moved to dead letters"
+        );
+        for attempt in 0..3 {
+            match self.source.dead_letter(&delivery, reason).await {
+                Ok(()) => {
+                    self.report.dead += 1;
+                    metrics::counter!("nemo_bridge_events_dead_total").increment(1);
+                    return;
+                }
+                Err(e) if attempt < 2 => {
+                    debug!(error = %e, "redis: dead-letter failed; retrying");
+                    let delay = self
+                        .retry
+                        .next_delay()
+                        .unwrap_or(Duration::from_millis(100));
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    error!(error = %e, "redis: dead-letter failed; the item stays in the processing list and is retried at the next start");
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, seq: u64, msg: OutMessage) {
+        let confirm = self.sink.publish(msg);
+        let started = Instant::now();
+        self.pending
+            .push(async move { (seq, confirm.await, started) }.boxed());
+    }
+
+    fn on_confirm(&mut self, (seq, res, started): ConfirmResult, failing: &mut bool) {
+        let Some(idx) = seq.checked_sub(self.head_seq) else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        match res {
+            Ok(()) => {
+                metrics::histogram!("nemo_bridge_publish_latency_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!("nemo_bridge_publications_total").increment(1);
+                slot.remaining = slot.remaining.saturating_sub(1);
+                if slot.remaining == 0 && slot.state == SlotState::Pending {
+                    slot.state = SlotState::Confirmed;
+                }
+            }
+            Err(e) => {
+                slot.state = SlotState::Failed;
+                if !*failing {
+                    warn!(error = %e, "mqtt: publish not confirmed; republishing from the first unconfirmed item after the reconnect");
+                    *failing = true;
+                }
+            }
+        }
+    }
+
+    /// Republish from the first unconfirmed item onward, in source order.
+    fn republish(&mut self) {
+        let Some(first) = self
+            .slots
+            .iter()
+            .position(|s| s.state != SlotState::Confirmed)
+        else {
+            return;
+        };
+        let mut count = 0u64;
+        for idx in first..self.slots.len() {
+            let seq = self.head_seq + idx as u64;
+            let msgs = {
+                let slot = &mut self.slots[idx];
+                if slot.msgs.is_empty() {
+                    continue;
+                }
+                slot.state = SlotState::Pending;
+                slot.remaining = slot.msgs.len();
+                slot.msgs.clone()
+            };
+            for msg in msgs {
+                self.publish(seq, msg);
+                count += 1;
+            }
+        }
+        self.report.republished += count;
+        info!(
+            messages = count,
+            "mqtt: republished the unconfirmed window in order"
+        );
+    }
+
+    /// Ack the confirmed items at the head of the in-flight queue in one call.
+    async fn ack_heads(&mut self) -> Result<(), nemo_redis::RedisError> {
+        let n = self
+            .slots
+            .iter()
+            .take_while(|s| s.state == SlotState::Confirmed)
+            .count();
+        if n == 0 {
+            return Ok(());
+        }
+        let batch: Vec<Delivery> = self
+            .slots
+            .iter()
+            .take(n)
+            .map(|s| s.delivery.clone())
+            .collect();
+        self.source.ack(&batch).await?;
+        self.slots.drain(..n);
+        self.head_seq += n as u64;
+        self.report.acked += n as u64;
+        metrics::counter!("nemo_bridge_events_out_total").increment(n as u64);
+        metrics::gauge!("nemo_bridge_in_flight").set(self.slots.len() as f64);
+        Ok(())
+    }
+
+    async fn finish(&mut self, mode: StopMode) -> RunReport {
+        if mode == StopMode::Drain && !self.pending.is_empty() {
+            let deadline = tokio::time::Instant::now() + self.opts.drain_timeout;
+            let mut ignored = false;
+            loop {
+                tokio::select! {
+                    next = self.pending.next() => match next {
+                        Some(res) => self.on_confirm(res, &mut ignored),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => {
+                        warn!(in_flight = self.slots.len(), "drain timeout reached; returning unconfirmed items to the queue");
+                        break;
+                    }
+                }
+            }
+        } else {
+            let mut ignored = false;
+            while let Some(Some(res)) = self.pending.next().now_or_never() {
+                self.on_confirm(res, &mut ignored);
+            }
+        }
+        self.pending = FuturesUnordered::new();
+        // Ack every confirmed item (also behind an unconfirmed one: fewer duplicates), give
+        // the rest back in order.
+        let (done, rest): (Vec<Slot>, Vec<Slot>) = self
+            .slots
+            .drain(..)
+            .partition(|s| s.state == SlotState::Confirmed);
+        self.head_seq += (done.len() + rest.len()) as u64;
+        let done: Vec<Delivery> = done.into_iter().map(|s| s.delivery).collect();
+        let rest: Vec<Delivery> = rest.into_iter().map(|s| s.delivery).collect();
+        if !done.is_empty() {
+            match self.source.ack(&done).await {
+                Ok(()) => {
+                    self.report.acked += done.len() as u64;
+                    metrics::counter!("nemo_bridge_events_out_total").increment(done.len() as u64);
+                }
+                Err(e) => {
+                    error!(error = %e, items = done.len(), "redis: final ack failed; items stay in processing and are published again at the next start");
+                    self.report.left_in_processing += done.len() as u64;
+                }
+            }
+        }
+        if !rest.is_empty() {
+            match self.source.nack(&rest).await {
+                Ok(()) => self.report.nacked += rest.len() as u64,
+                Err(e) => {
+                    error!(error = %e, items = rest.len(), "redis: nack failed; items stay in processing and are published again at the next start");
+                    self.report.left_in_processing += rest.len() as u64;
+                }
+            }
+        }
+        metrics::gauge!("nemo_bridge_in_flight").set(0.0);
+        std::mem::take(&mut self.report)
+    }
+}
+
+/// A short, printable prefix of raw bytes for logs (never the whole payload).
+fn short_prefix(raw: &[u8]) -> String {
+    const MAX: usize = 48;
+    let cut = &raw[..raw.len().min(MAX)];
+    let mut s: String = String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if raw.len() > MAX {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -1,0 +1,461 @@
+//! Unit tests of the pipeline with hand-written fakes (ordering is easiest to express with
+//! them) and one with the mockall mocks of the seams.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use bytes::Bytes;
+use futures::channel::oneshot;
+use nemo_events::Qos;
+use nemo_redis::{DeliveryId, RedisError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What the fake source saw.
+#[derive(Default)]
+struct SourceLog {
+    queue: VecDeque<Bytes>,
+    taken: Vec<Bytes>,
+    max_requested: Vec<usize>,
+    acks: Vec<Vec<Bytes>>,
+    nacks: Vec<Vec<Bytes>>,
+    dead: Vec<(Bytes, String)>,
+}
+
+#[derive(Clone, Default)]
+struct FakeSource(Arc<Mutex<SourceLog>>);
+
+impl FakeSource {
+    fn with(items: &[&str]) -> Self {
+        let s = FakeSource::default();
+        s.push(items);
+        s
+    }
+    fn push(&self, items: &[&str]) {
+        let mut log = self.0.lock().unwrap();
+        for i in items {
+            log.queue.push_back(Bytes::from(i.to_string()));
+        }
+    }
+    fn acked(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .acks
+            .iter()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSource for FakeSource {
+    async fn take(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, RedisError> {
+        let out: Vec<Delivery> = {
+            let mut log = self.0.lock().unwrap();
+            log.max_requested.push(max);
+            let n = max.min(log.queue.len());
+            let raws: Vec<Bytes> = log.queue.drain(..n).collect();
+            log.taken.extend(raws.iter().cloned());
+            raws.into_iter()
+                .map(|raw| Delivery {
+                    id: DeliveryId::List,
+                    raw,
+                    redelivered: false,
+                })
+                .collect()
+        };
+        if out.is_empty() {
+            tokio::time::sleep(wait.min(Duration::from_millis(5))).await;
+        }
+        Ok(out)
+    }
+    async fn ack(&mut self, deliveries: &[Delivery]) -> Result<(), RedisError> {
+        let mut log = self.0.lock().unwrap();
+        log.acks
+            .push(deliveries.iter().map(|d| d.raw.clone()).collect());
+        Ok(())
+    }
+    async fn nack(&mut self, deliveries: &[Delivery]) -> Result<(), RedisError> {
+        let mut log = self.0.lock().unwrap();
+        log.nacks
+            .push(deliveries.iter().map(|d| d.raw.clone()).collect());
+        Ok(())
+    }
+    async fn dead_letter(&mut self, delivery: &Delivery, error: &str) -> Result<(), RedisError> {
+        let mut log = self.0.lock().unwrap();
+        log.dead.push((delivery.raw.clone(), error.to_string()));
+        Ok(())
+    }
+}
+
+/// A sink whose confirmations the test resolves by hand (or automatically).
+#[derive(Default)]
+struct SinkState {
+    published: Vec<String>,
+    waiting: Vec<(String, oneshot::Sender<Result<(), MqttError>>)>,
+}
+
+#[derive(Clone)]
+struct FakeSink {
+    state: Arc<Mutex<SinkState>>,
+    connected: Arc<AtomicBool>,
+    auto: bool,
+}
+
+impl FakeSink {
+    fn manual() -> Self {
+        FakeSink {
+            state: Arc::default(),
+            connected: Arc::new(AtomicBool::new(true)),
+            auto: false,
+        }
+    }
+    fn auto() -> Self {
+        FakeSink {
+            auto: true,
+            ..FakeSink::manual()
+        }
+    }
+    fn published(&self) -> Vec<String> {
+        self.state.lock().unwrap().published.clone()
+    }
+    fn waiting(&self) -> usize {
+        self.state.lock().unwrap().waiting.len()
+    }
+    /// Resolve the waiting confirmation of `payload`.
+    fn resolve(&self, payload: &str, res: Result<(), MqttError>) {
+        let mut st = self.state.lock().unwrap();
+        let idx = st
+            .waiting
+            .iter()
+            .position(|(p, _)| p == payload)
+            .unwrap_or_else(|| panic!("{payload} not waiting"));
+        let (_, tx) = st.waiting.remove(idx);
+        let _ = tx.send(res);
+    }
+}
+
+impl EventSink for FakeSink {
+    fn publish(&self, msg: OutMessage) -> nemo_mqtt::Confirm {
+        let payload = String::from_utf8_lossy(&msg.payload).into_owned();
+        let mut st = self.state.lock().unwrap();
+        st.published.push(payload.clone());
+        if self.auto {
+            return async { Ok(()) }.boxed();
+        }
+        let (tx, rx) = oneshot::channel();
+        st.waiting.push((payload, tx));
+        async move { rx.await.unwrap_or(Err(MqttError::Closed)) }.boxed()
+    }
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+}
+
+fn passthrough(raw: &[u8]) -> Result<Vec<OutMessage>, String> {
+    let s = std::str::from_utf8(raw).map_err(|e| format!("not UTF-8: {e}"))?;
+    if s.starts_with("bad") {
+        return Err("bad item".into());
+    }
+    Ok(vec![OutMessage {
+        topic: "t".into(),
+        payload: Bytes::from(s.to_string()),
+        qos: Qos::AtLeastOnce,
+        retain: false,
+    }])
+}
+
+fn opts(window: usize) -> PipelineOptions {
+    PipelineOptions {
+        window,
+        take_wait: Duration::from_millis(5),
+        busy_wait: Duration::from_millis(1),
+        reconnect_poll: Duration::from_millis(2),
+        drain_timeout: Duration::from_millis(200),
+        ..PipelineOptions::default()
+    }
+}
+
+/// Wait (bounded) until `cond` holds; fail the test otherwise.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn items(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i:03}")).collect()
+}
+
+type Stop = oneshot::Sender<StopMode>;
+
+fn spawn<P: Prepare + 'static>(
+    source: FakeSource,
+    sink: FakeSink,
+    prepare: P,
+    opts: PipelineOptions,
+) -> (Stop, tokio::task::JoinHandle<RunReport>) {
+    let (tx, rx) = oneshot::channel::<StopMode>();
+    let handle = tokio::spawn(async move {
+        let mut p = Pipeline::new(source, sink, prepare, opts);
+        p.run(async move { rx.await.unwrap_or(StopMode::Drain) })
+            .await
+    });
+    (tx, handle)
+}
+
+#[tokio::test]
+async fn everything_flows_in_order_and_is_acked() {
+    let want = items("e", 100);
+    let refs: Vec<&str> = want.iter().map(String::as_str).collect();
+    let source = FakeSource::with(&refs);
+    let sink = FakeSink::auto();
+    let (stop, task) = spawn(source.clone(), sink.clone(), passthrough, opts(16));
+    until("all acked", || source.acked().len() == 100).await;
+    stop.send(StopMode::Drain).unwrap();
+    let report = task.await.unwrap();
+    assert_eq!(sink.published(), want);
+    assert_eq!(source.acked(), want);
+    assert_eq!(report.acked, 100);
+    assert_eq!(report.nacked, 0);
+}
+
+#[tokio::test]
+async fn acks_follow_source_order_when_confirms_come_out_of_order() {
+    let source = FakeSource::with(&["a", "b", "c", "d"]);
+    let sink = FakeSink::manual();
+    let (stop, task) = spawn(source.clone(), sink.clone(), passthrough, opts(8));
+    until("4 published", || sink.waiting() == 4).await;
+    sink.resolve("c", Ok(()));
+    sink.resolve("b", Ok(()));
+    sink.resolve("d", Ok(()));
+    // Nothing may be acked while the head "a" is unconfirmed.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(source.acked().is_empty(), "acked before the head confirmed");
+    sink.resolve("a", Ok(()));
+    until("all acked", || source.acked().len() == 4).await;
+    stop.send(StopMode::Drain).unwrap();
+    task.await.unwrap();
+    let acks = source.0.lock().unwrap().acks.clone();
+    // The four consecutive confirmed heads went out in ONE ack call, in source order.
+    assert_eq!(
+        acks,
+        vec![vec![
+            Bytes::from("a"),
+            Bytes::from("b"),
+            Bytes::from("c"),
+            Bytes::from("d")
+        ]]
+    );
+}
+
+#[tokio::test]
+async fn window_bounds_what_is_taken_and_published() {
+    let want = items("w", 10);
+    let refs: Vec<&str> = want.iter().map(String::as_str).collect();
+    let source = FakeSource::with(&refs);
+    let sink = FakeSink::manual();
+    let (stop, task) = spawn(source.clone(), sink.clone(), passthrough, opts(4));
+    until("window full", || sink.waiting() == 4).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(sink.published().len(), 4, "published past the window");
+    assert_eq!(
+        source.0.lock().unwrap().taken.len(),
+        4,
+        "read ahead past the window"
+    );
+    sink.resolve("w000", Ok(()));
+    until("fifth published", || sink.published().len() == 5).await;
+    assert_eq!(source.0.lock().unwrap().taken.len(), 5);
+    let max = *source.0.lock().unwrap().max_requested.iter().max().unwrap();
+    assert!(max <= 4, "asked for {max} items with a window of 4");
+    stop.send(StopMode::Immediate).unwrap();
+    let report = task.await.unwrap();
+    assert_eq!(report.acked, 1);
+    assert_eq!(report.nacked, 4);
+}
+
+#[tokio::test]
+async fn bad_items_are_dead_lettered_while_good_ones_flow() {
+    let source = FakeSource::with(&["g1", "bad1", "g2", "bad2", "g3"]);
+    source
+        .0
+        .lock()
+        .unwrap()
+        .queue
+        .push_back(Bytes::from_static(b"\xff\xfe"));
+    source.push(&["g4"]);
+    let sink = FakeSink::auto();
+    let (stop, task) = spawn(source.clone(), sink.clone(), passthrough, opts(2));
+    until("good acked", || source.acked().len() == 4).await;
+    stop.send(StopMode::Drain).unwrap();
+    let report = task.await.unwrap();
+    assert_eq!(source.acked(), ["g1", "g2", "g3", "g4"]);
+    assert_eq!(sink.published(), ["g1", "g2", "g3", "g4"]);
+    let dead = source.0.lock().unwrap().dead.clone();
+    assert_eq!(dead.len(), 3);
+    assert_eq!(dead[0], (Bytes::from("bad1"), "bad item".to_string()));
+    assert!(dead[2].1.starts_with("not UTF-8"), "{}", dead[2].1);
+    assert_eq!(report.dead, 3);
+}
+
+#[tokio::test]
+async fn failure_republishes_from_first_unconfirmed_in_order() {
+    let source = FakeSource::with(&["a", "b", "c", "d", "e"]);
+    let sink = FakeSink::manual();
+    let (stop, task) = spawn(source.clone(), sink.clone(), passthrough, opts(5));
+    until("5 published", || sink.waiting() == 5).await;
+    sink.connected.store(false, Ordering::SeqCst);
+    sink.resolve("a", Ok(()));
+    sink.resolve("b", Err(MqttError::ConnectionLost));
+    sink.resolve("c", Ok(()));
+    sink.resolve("d", Err(MqttError::ConnectionLost));
+    sink.resolve("e", Err(MqttError::ConnectionLost));
+    until("a acked", || source.acked() == ["a"]).await;
+    // Still disconnected: nothing is republished and nothing more is taken.
+    source.push(&["f"]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(sink.published(), ["a", "b", "c", "d", "e"]);
+    assert_eq!(
+        source.0.lock().unwrap().queue.len(),
+        1,
+        "took while failing"
+    );
+    sink.connected.store(true, Ordering::SeqCst);
+    until("republished", || sink.published().len() >= 9).await;
+    // From the first unconfirmed item ("b") onward, in order, also the confirmed "c"; only
+    // then the new item "f".
+    assert_eq!(sink.published()[5..9], ["b", "c", "d", "e"]);
+    for p in ["b", "c", "d", "e"] {
+        sink.resolve(p, Ok(()));
+    }
+    until("f published", || sink.waiting() == 1).await;
+    sink.resolve("f", Ok(()));
+    until("all acked", || source.acked().len() == 6).await;
+    assert_eq!(source.acked(), ["a", "b", "c", "d", "e", "f"]);
+    stop.send(StopMode::Drain).unwrap();
+    let report = task.await.unwrap();
+    assert_eq!(report.republished, 4);
+}
+
+#[tokio::test]
+async fn graceful_stop_drains_then_nacks_the_rest_in_order() {
+    let source = FakeSource::with(&["a", "b", "c", "d"]);
+    let sink = FakeSink::manual();
+    let (stop, task) = spawn(source.clone(), sink.clone(), passthrough, opts(4));
+    until("4 published", || sink.waiting() == 4).await;
+    stop.send(StopMode::Drain).unwrap();
+    sink.resolve("a", Ok(()));
+    sink.resolve("c", Ok(()));
+    // b and d never confirm: the drain timeout (200 ms) passes.
+    let report = task.await.unwrap();
+    assert_eq!(source.acked(), ["a", "c"]);
+    let nacks = source.0.lock().unwrap().nacks.clone();
+    assert_eq!(nacks, vec![vec![Bytes::from("b"), Bytes::from("d")]]);
+    assert_eq!((report.acked, report.nacked), (2, 2));
+}
+
+#[tokio::test]
+async fn immediate_stop_does_not_wait_for_confirms() {
+    let source = FakeSource::with(&["a", "b"]);
+    let sink = FakeSink::manual();
+    let mut o = opts(4);
+    o.drain_timeout = Duration::from_secs(3600);
+    let (stop, task) = spawn(source.clone(), sink.clone(), passthrough, o);
+    until("2 published", || sink.waiting() == 2).await;
+    stop.send(StopMode::Immediate).unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("immediate stop waited")
+        .unwrap();
+    assert_eq!(report.nacked, 2);
+    assert_eq!(
+        source.0.lock().unwrap().nacks,
+        vec![vec![Bytes::from("a"), Bytes::from("b")]]
+    );
+}
+
+#[tokio::test]
+async fn items_mapping_to_several_messages_ack_after_all_confirm() {
+    let source = FakeSource::with(&["x"]);
+    let sink = FakeSink::manual();
+    let two = |raw: &[u8]| -> Result<Vec<OutMessage>, String> {
+        let s = String::from_utf8_lossy(raw).into_owned();
+        Ok(vec![
+            OutMessage {
+                topic: "main".into(),
+                payload: Bytes::from(s.clone()),
+                qos: Qos::AtLeastOnce,
+                retain: false,
+            },
+            OutMessage {
+                topic: "state".into(),
+                payload: Bytes::from(format!("{s}-state")),
+                qos: Qos::AtLeastOnce,
+                retain: true,
+            },
+        ])
+    };
+    let (stop, task) = spawn(source.clone(), sink.clone(), two, opts(4));
+    until("2 published", || sink.waiting() == 2).await;
+    assert_eq!(sink.published(), ["x", "x-state"]);
+    sink.resolve("x", Ok(()));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        source.acked().is_empty(),
+        "acked before all messages confirmed"
+    );
+    sink.resolve("x-state", Ok(()));
+    until("acked", || source.acked() == ["x"]).await;
+    stop.send(StopMode::Drain).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn works_with_the_mockall_mocks_of_the_seams() {
+    use nemo_mqtt::MockEventSink;
+    use nemo_redis::MockEventSource;
+
+    let mut source = MockEventSource::new();
+    let mut first = true;
+    source.expect_take().returning(move |max, _| {
+        assert!(max <= 2);
+        if std::mem::take(&mut first) {
+            Ok(vec![Delivery {
+                id: DeliveryId::List,
+                raw: Bytes::from_static(b"one"),
+                redelivered: false,
+            }])
+        } else {
+            Ok(vec![])
+        }
+    });
+    source
+        .expect_ack()
+        .withf(|d| d.len() == 1 && d[0].raw == "one")
+        .times(1)
+        .returning(|_| Ok(()));
+    source.expect_nack().times(0);
+    source.expect_dead_letter().times(0);
+
+    let mut sink = MockEventSink::new();
+    sink.expect_publish()
+        .withf(|m| m.topic == "t" && m.payload == "one")
+        .times(1)
+        .returning(|_| async { Ok(()) }.boxed());
+    sink.expect_is_connected().return_const(true);
+
+    let mut p = Pipeline::new(source, sink, passthrough, opts(2));
+    let report = p
+        .run(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            StopMode::Drain
+        })
+        .await;
+    assert_eq!(report.acked, 1);
+}

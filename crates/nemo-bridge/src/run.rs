@@ -1,0 +1,470 @@
+//! The bridge's lifecycle: connect, hold the lease, run the pipeline, reload, stop.
+//!
+//! ```text
+//!   connect Redis ──► connect broker ──► [lease?] standby … won ──► pipeline ─┬─ SIGTERM/SIGINT: drain, nack rest,
+//!                                              ▲                             │  offline status, disconnect, Ok(())
+//!                                              └── lease lost (nack at once) ┤
+//!                                                                            └─ SIGHUP / reload_config: re-read the
+//!                                                                               config, connect the new broker, drain
+//!                                                                               the old one, continue on the same queue
+//! ```
+//!
+//! [`run`] is driven by [`Control`] messages (the binary turns signals into them); the control
+//! list `NEMO_mqtt_bridge_control` feeds `reload_config` into the same channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nemo_mqtt::{ConnStatus, MqttError, Publisher};
+use nemo_redis::{
+    BridgeStatus, ControlCommand, Delivery, EventSource, Lease, LeaseKeeper, Redis, RedisError,
+};
+use nemo_topics::TopicMapper;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::http::Health;
+use crate::pipeline::{Pipeline, PipelineOptions, StopMode};
+use crate::prepare::ItemPreparer;
+
+/// A request to the running bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop gracefully (SIGINT/SIGTERM).
+    Shutdown,
+    /// Re-read the configuration and apply it (SIGHUP, `reload_config`).
+    Reload,
+}
+
+/// Why the bridge could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Redis could not be reached or failed.
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+    /// The broker could not be reached or rejected us.
+    #[error("mqtt: {0}")]
+    Mqtt(#[from] MqttError),
+    /// The HTTP endpoint could not be started.
+    #[error("http: cannot listen on {addr}: {source}")]
+    Http {
+        /// The configured address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Re-reads the configuration on reload.
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// A boxed source as a source (what [`Redis::source`] returns).
+struct BoxSource(Box<dyn EventSource>);
+
+#[async_trait::async_trait]
+impl EventSource for BoxSource {
+    async fn take(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, RedisError> {
+        self.0.take(max, wait).await
+    }
+    async fn ack(&mut self, deliveries: &[Delivery]) -> Result<(), RedisError> {
+        self.0.ack(deliveries).await
+    }
+    async fn nack(&mut self, deliveries: &[Delivery]) -> Result<(), RedisError> {
+        self.0.nack(deliveries).await
+    }
+    async fn dead_letter(&mut self, delivery: &Delivery, error: &str) -> Result<(), RedisError> {
+        self.0.dead_letter(delivery, error).await
+    }
+}
+
+fn preparer(cfg: &Config) -> Result<ItemPreparer, ConfigError> {
+    let mapper =
+        TopicMapper::from_config(&cfg.topics).map_err(|e| ConfigError::Section(e.to_string()))?;
+    Ok(ItemPreparer::new(mapper, cfg.hmac.key_bytes()?))
+}
+
+fn pipeline_options(cfg: &Config) -> PipelineOptions {
+    PipelineOptions {
+        window: cfg.mqtt.inflight as usize,
+        drain_timeout: cfg.drain_timeout(),
+        ..PipelineOptions::default()
+    }
+}
+
+/// Follow the broker connection: health, metrics, the compat status key, one log line per change.
+fn watch_mqtt(
+    mut state: watch::Receiver<nemo_mqtt::ConnState>,
+    health: Arc<Health>,
+    status: watch::Sender<BridgeStatus>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let s = *state.borrow_and_update();
+            if last != Some(s) {
+                let up = s.is_connected();
+                health.set_mqtt(up);
+                let _ = status.send(if up {
+                    BridgeStatus::Connected
+                } else {
+                    BridgeStatus::Disconnected
+                });
+                if let Some(prev) = last {
+                    let prev: nemo_mqtt::ConnState = prev;
+                    if s.reconnects > prev.reconnects {
+                        metrics::counter!("nemo_bridge_reconnects_total")
+                            .increment(s.reconnects - prev.reconnects);
+                    }
+                }
+                match s.status {
+                    ConnStatus::Connected => info!(reconnects = s.reconnects, "mqtt: connected"),
+                    ConnStatus::Disconnected => warn!("mqtt: disconnected; reconnecting"),
+                    ConnStatus::Failed => error!("mqtt: reconnect policy gave up"),
+                    ConnStatus::Closed => info!("mqtt: closed"),
+                }
+                last = Some(s);
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Why a pipeline run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Shutdown,
+    Reload,
+    LeaseLost,
+}
+
+/// Run the bridge until a [`Control::Shutdown`] (or the control channel closes).
+///
+/// `config` must be valid ([`Config::validate`]); `reload` re-reads it on [`Control::Reload`].
+///
+/// # Errors
+/// [`BridgeError`] when Redis or the broker cannot be reached at the start, or the HTTP address
+/// cannot be bound. Later outages are ridden out (reconnects), not returned.
+pub async fn run(
+    config: Config,
+    reload: ConfigLoader,
+    mut control: mpsc::Receiver<Control>,
+) -> Result<(), BridgeError> {
+    let mut cfg = config;
+    let health = Arc::new(Health::default());
+    let _ = crate::http::prometheus();
+    let lease_on = cfg.lease_enabled();
+    health.set_lease_required(lease_on);
+
+    let http_task = if cfg.http.listen.is_empty() {
+        None
+    } else {
+        let addr = cfg.http.listen.parse().map_err(|_| ConfigError::Invalid {
+            key: "http.listen".into(),
+            value: cfg.http.listen.clone(),
+            allowed: "host:port".into(),
+        })?;
+        let t = crate::http::serve(addr, health.clone())
+            .await
+            .map_err(|source| BridgeError::Http {
+                addr: cfg.http.listen.clone(),
+                source,
+            })?;
+        info!(listen = %cfg.http.listen, "http: serving /healthz /readyz /metrics");
+        Some(t)
+    };
+
+    let redis_cfg = cfg.redis_config();
+    let redis = Redis::connect(&redis_cfg, &cfg.backoff).await?;
+    health.set_redis(true);
+    if redis_cfg.mode == nemo_redis::Mode::Pubsub {
+        warn!("redis: pubsub mode is at-most-once: events sent while the bridge is down are lost");
+    }
+
+    // Merge the caller's control messages with the control list's reload requests.
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Control>(16);
+    {
+        let tx = ctl_tx.clone();
+        tokio::spawn(async move {
+            while let Some(c) = control.recv().await {
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Control::Shutdown).await;
+        });
+    }
+    let control_list = redis.control_list().await?;
+    let control_task = {
+        let tx = ctl_tx.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                match control_list.next(Duration::from_secs(1)).await {
+                    Ok(Some(ControlCommand::ReloadConfig)) => {
+                        failing = false;
+                        info!("control: reload_config requested");
+                        if tx.send(Control::Reload).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(ControlCommand::Unknown(c))) => {
+                        warn!(command = %c.escape_debug(), "control: unknown command ignored")
+                    }
+                    Ok(None) => failing = false,
+                    Err(e) => {
+                        if !failing {
+                            warn!(error = %e, "control: cannot read the control list; retrying");
+                            failing = true;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
+    };
+
+    // Compat status key, refreshed in the background; follows the broker state.
+    let refresher = redis
+        .status_key()
+        .spawn_refresher(BridgeStatus::Disconnected);
+    let (status_tx, mut status_rx) = watch::channel(BridgeStatus::Disconnected);
+    let refresher_task = tokio::spawn(async move {
+        loop {
+            let s = *status_rx.borrow_and_update();
+            refresher.set(s);
+            if status_rx.changed().await.is_err() {
+                return refresher;
+            }
+        }
+    });
+
+    // Queue depth gauge and Redis health, every few seconds.
+    let stats_task = {
+        let stats = redis.stats();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let mut down = false;
+            loop {
+                match stats.depth().await {
+                    Ok(d) => {
+                        metrics::gauge!("nemo_bridge_queue_depth").set(d as f64);
+                        health.set_redis(true);
+                        if down {
+                            info!("redis: reachable again");
+                            down = false;
+                        }
+                    }
+                    Err(e) => {
+                        health.set_redis(false);
+                        if !down {
+                            warn!(error = %e, "redis: not reachable");
+                            down = true;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        })
+    };
+
+    let mut publisher = Publisher::connect(cfg.mqtt_config(), cfg.backoff.build()).await?;
+    let mut mqtt_task = watch_mqtt(publisher.state(), health.clone(), status_tx.clone());
+    let mut prep = preparer(&cfg)?;
+
+    let token = Lease::new_token();
+    'outer: loop {
+        // Single-active lease: wait as standby until it is ours.
+        let mut keeper: Option<LeaseKeeper> = None;
+        if lease_on {
+            let mut lease = redis.lease();
+            let poll = (lease.ttl() / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+            let mut logged = false;
+            loop {
+                match lease.acquire(&token).await {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        if !logged {
+                            info!(
+                                key = lease.key(),
+                                "lease: another bridge is active; waiting as standby"
+                            );
+                            logged = true;
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "lease: cannot acquire; retrying"),
+                }
+                tokio::select! {
+                    c = ctl_rx.recv() => match c {
+                        Some(Control::Reload) => {
+                            if let Some(new) = reload_config(&reload, &cfg) {
+                                publisher = switch_publisher(publisher, &new, &mut mqtt_task, &health, &status_tx).await;
+                                prep = preparer(&new).unwrap_or(prep);
+                                cfg = new;
+                            }
+                        }
+                        _ => break 'outer,
+                    },
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+            info!("lease: won; this bridge is active");
+            health.set_lease_held(true);
+            keeper = Some(LeaseKeeper::spawn(lease));
+        }
+        let mut lease_rx = keeper.as_ref().map(LeaseKeeper::watch);
+
+        let mut source = BoxSource(redis.source().await?);
+        loop {
+            let mut pipeline = Pipeline::new(
+                source,
+                publisher.clone(),
+                prep.clone(),
+                pipeline_options(&cfg),
+            );
+            let mut ended = Ended::Shutdown;
+            let report = pipeline
+                .run(async {
+                    loop {
+                        tokio::select! {
+                            c = ctl_rx.recv() => {
+                                ended = match c {
+                                    Some(Control::Reload) => Ended::Reload,
+                                    _ => Ended::Shutdown,
+                                };
+                                return StopMode::Drain;
+                            }
+                            lost = lease_lost(&mut lease_rx) => {
+                                if lost {
+                                    ended = Ended::LeaseLost;
+                                    return StopMode::Immediate;
+                                }
+                            }
+                        }
+                    }
+                })
+                .await;
+            info!(acked = report.acked, dead = report.dead, nacked = report.nacked, republished = report.republished, reason = ?ended, "pipeline stopped");
+            source = BoxSource(pipeline.into_source().0);
+            match ended {
+                Ended::Shutdown => {
+                    if let Some(k) = keeper.take() {
+                        let _ = k.release().await;
+                        health.set_lease_held(false);
+                    }
+                    break 'outer;
+                }
+                Ended::LeaseLost => {
+                    warn!("lease: lost; stopped taking and returned unconfirmed items");
+                    health.set_lease_held(false);
+                    if let Some(k) = keeper.take() {
+                        let _ = k.stop().await;
+                    }
+                    continue 'outer;
+                }
+                Ended::Reload => {
+                    if let Some(new) = reload_config(&reload, &cfg) {
+                        publisher =
+                            switch_publisher(publisher, &new, &mut mqtt_task, &health, &status_tx)
+                                .await;
+                        match preparer(&new) {
+                            Ok(p) => prep = p,
+                            Err(e) => {
+                                warn!(error = %e, "reload: keeping the old topic/hmac settings")
+                            }
+                        }
+                        cfg = new;
+                    }
+                }
+            }
+        }
+    }
+
+    // Graceful stop: offline status, disconnect, compat key, background tasks.
+    if let Err(e) = publisher.shutdown().await {
+        warn!(error = %e, "mqtt: shutdown was not clean");
+    }
+    mqtt_task.abort();
+    drop(status_tx);
+    if let Ok(refresher) = refresher_task.await
+        && let Err(e) = refresher.stop(BridgeStatus::Disconnected).await
+    {
+        warn!(error = %e, "redis: cannot write the final status");
+    }
+    control_task.abort();
+    stats_task.abort();
+    if let Some(t) = http_task {
+        t.abort();
+    }
+    redis.quit().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves `true` when the lease is lost; never resolves without a lease.
+async fn lease_lost(rx: &mut Option<watch::Receiver<bool>>) -> bool {
+    match rx {
+        None => std::future::pending().await,
+        Some(rx) => {
+            if !*rx.borrow_and_update() {
+                return true;
+            }
+            match rx.changed().await {
+                Ok(()) => !*rx.borrow(),
+                Err(_) => {
+                    // The keeper ended; treat as lost.
+                    true
+                }
+            }
+        }
+    }
+}
+
+fn reload_config(reload: &ConfigLoader, old: &Config) -> Option<Config> {
+    match reload().and_then(|c| c.validate().map(|()| c)) {
+        Ok(new) => {
+            if new.redis != old.redis || new.lease != old.lease {
+                warn!("reload: [redis]/[lease] changes take effect at the next restart");
+            }
+            info!("reload: configuration re-read");
+            Some(new)
+        }
+        Err(e) => {
+            error!(error = %e, "reload: rejected; keeping the running configuration");
+            None
+        }
+    }
+}
+
+/// Connect the new broker when `[mqtt]`/`[status]`/`[backoff]` changed; close the old one.
+async fn switch_publisher(
+    old: Publisher,
+    new: &Config,
+    mqtt_task: &mut tokio::task::JoinHandle<()>,
+    health: &Arc<Health>,
+    status_tx: &watch::Sender<BridgeStatus>,
+) -> Publisher {
+    if old.config() == &new.mqtt_config() {
+        return old;
+    }
+    info!("reload: broker settings changed; connecting the new broker");
+    match Publisher::connect(new.mqtt_config(), new.backoff.build()).await {
+        Ok(p) => {
+            mqtt_task.abort();
+            if let Err(e) = old.shutdown().await {
+                warn!(error = %e, "mqtt: old connection did not close cleanly");
+            }
+            *mqtt_task = watch_mqtt(p.state(), health.clone(), status_tx.clone());
+            p
+        }
+        Err(e) => {
+            error!(error = %e, "reload: cannot connect the new broker; keeping the old one");
+            old
+        }
+    }
+}
