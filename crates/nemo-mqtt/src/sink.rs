@@ -1,12 +1,13 @@
 //! The sink seam: what the bridge pipeline needs from a broker connection.
 //!
-//! (Seam agreed between crates; `Publisher` implements it. The signatures
-//! below are the contract the bridge codes against.)
+//! [`Publisher`](crate::Publisher) implements it; with the `mock` feature,
+//! `MockEventSink` (mockall) stands in for it in unit tests.
 
 use futures::future::BoxFuture;
 use nemo_events::Qos;
+use tokio::sync::watch;
 
-use crate::MqttError;
+use crate::{ConnState, MqttError};
 
 /// One message to publish. `payload` is sent byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,4 +39,10 @@ pub trait EventSink: Send + Sync {
     fn publish(&self, msg: OutMessage) -> Confirm;
     /// True while the connection to the broker is up.
     fn is_connected(&self) -> bool;
+    /// Connection state changes (connected/disconnected and a reconnect
+    /// counter), if the sink reports them. A watcher that sees `reconnects`
+    /// grow can republish what was in flight at once. Default: `None`.
+    fn connection_state(&self) -> Option<watch::Receiver<ConnState>> {
+        None
+    }
 }
