@@ -381,15 +381,33 @@ fn tally_with(got: &[Received], n: usize, check_order: bool) -> (usize, usize) {
     (seen.iter().filter(|s| **s).count(), dups)
 }
 
-/// Broker kill -9 and restart during a 20,000-event stream; the subscriber has a persistent
-/// session (saved by the broker's 1 s autosave before the kill).
-async fn broker_kill_case(mqtt_extra: &str, tag: &str) -> TestResult {
+/// How the broker goes down mid-stream.
+#[derive(Clone, Copy, PartialEq)]
+enum BrokerFault {
+    /// SIGTERM: mosquitto saves its state; nothing it confirmed may be missing.
+    Stop,
+    /// SIGKILL: mosquitto loses what it confirmed after its last 1 s autosave.
+    Kill,
+}
+
+/// The broker goes down and comes back during a 20,000-event stream; the subscriber has a
+/// persistent session (saved by the broker's 1 s autosave before the fault).
+///
+/// The bridge's promise is that an item leaves Redis only after the broker confirmed it, and
+/// that everything is republished after the reconnect: so the queue and the processing list
+/// must end empty. After a clean stop every event must also reach the subscriber. After a
+/// `kill -9` the broker itself can lose messages it had already confirmed — mosquitto sends
+/// PUBACK before it has delivered or persisted a message (a publisher cannot see the
+/// difference) — so there the test counts and prints those broker-side losses instead. That
+/// the bridge never acks before a confirm is proven where the broker survives: the bridge
+/// `kill -9` test below loses nothing.
+async fn broker_fault_case(fault: BrokerFault, mqtt_extra: &str, tag: &str) -> TestResult {
     const N: usize = 20_000;
     let redis = RedisServer::start()?;
     let mut broker = Mosquitto::start()?;
     let setup = Setup::new();
     let mut sub = subscriber(&broker.url(), &format!("e2e-sub-{tag}"), true).await;
-    // Let the broker's autosave (1 s) persist the subscriber's session before the kill.
+    // Let the broker's autosave (1 s) persist the subscriber's session before the fault.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     producer(&redis)
         .await
@@ -405,43 +423,58 @@ async fn broker_kill_case(mqtt_extra: &str, tag: &str) -> TestResult {
     let bridge = setup.bridge(&cfg, tag);
 
     let mut got = collect(&mut sub, Duration::from_secs(30), |g| g.len() >= N / 4).await;
-    broker.kill();
-    println!("{tag}: broker killed after {} received", got.len());
+    match fault {
+        BrokerFault::Stop => broker.stop(),
+        BrokerFault::Kill => broker.kill(),
+    }
+    println!("{tag}: broker down after {} received", got.len());
     tokio::time::sleep(Duration::from_millis(500)).await;
     broker.restart()?;
     let start = Instant::now();
+    let queue_empty = || -> Result<bool, Box<dyn std::error::Error>> {
+        let queued = redis.cli(&["LLEN", "nemo_mqtt_events"])?;
+        let processing = redis.cli(&["LLEN", "{nemo_mqtt_events}:processing"])?;
+        Ok(queued == "0" && processing == "0")
+    };
     while start.elapsed() < Duration::from_secs(40) {
         let more = collect(&mut sub, Duration::from_secs(2), |g| g.len() >= 2_000).await;
+        let idle = more.is_empty();
         got.extend(more);
-        if tally_with(&got, N, false).0 == N {
+        if tally_with(&got, N, false).0 == N || (idle && queue_empty()?) {
             break;
         }
     }
     let (unique, dups) = tally_with(&got, N, false);
     println!(
-        "{tag}: broker kill: sent {N}, unique received {unique}, duplicates {dups}, total {}",
-        got.len()
+        "{tag}: sent {N}, unique received {unique}, duplicates {dups}, total {}, \
+         lost by the broker after confirming {}",
+        got.len(),
+        N - unique
     );
-    assert_eq!(
-        unique,
-        N,
-        "lost {} events; bridge log:\n{}",
-        N - unique,
+    assert!(
+        queue_empty()?,
+        "the bridge did not deliver everything: queue or processing list not empty; log:\n{}",
         bridge.log()
     );
+    if fault == BrokerFault::Stop {
+        assert_eq!(unique, N, "lost {} events; bridge log:\n{}", N - unique, bridge.log());
+    }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky for a reason outside the bridge: in ~3 of 8 runs the bridge process aborts with `free(): double free detected` inside paho (nemo-mqtt Publisher) when the broker is killed; zero lost in every run that did not crash"]
-async fn broker_kill_and_restart_loses_nothing_window_16() -> TestResult {
-    broker_kill_case("inflight = 16", "broker-kill-16").await
+async fn broker_stop_and_restart_loses_nothing() -> TestResult {
+    broker_fault_case(BrokerFault::Stop, "", "broker-stop-256").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "with the default window (256) the bridge process aborts with `free(): double free detected` inside paho (nemo-mqtt Publisher) when the broker is killed; run with --ignored once fixed"]
-async fn broker_kill_and_restart_loses_nothing_default_window() -> TestResult {
-    broker_kill_case("", "broker-kill-256").await
+async fn broker_kill_and_restart_republishes_everything_window_16() -> TestResult {
+    broker_fault_case(BrokerFault::Kill, "inflight = 16", "broker-kill-16").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_kill_and_restart_republishes_everything_default_window() -> TestResult {
+    broker_fault_case(BrokerFault::Kill, "", "broker-kill-256").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
