@@ -457,7 +457,13 @@ async fn broker_fault_case(fault: BrokerFault, mqtt_extra: &str, tag: &str) -> T
         bridge.log()
     );
     if fault == BrokerFault::Stop {
-        assert_eq!(unique, N, "lost {} events; bridge log:\n{}", N - unique, bridge.log());
+        assert_eq!(
+            unique,
+            N,
+            "lost {} events; bridge log:\n{}",
+            N - unique,
+            bridge.log()
+        );
     }
     Ok(())
 }

@@ -142,9 +142,18 @@ fn closed_deep_nesting_in_a_kept_member_is_kept() {
 #[test]
 fn repeated_modelled_key_last_one_wins_and_round_trips() {
     let cases = [
-        (r#"{"event": "tool_enabled", "tool_name": "a", "tool_name": 1}"#, None),
-        (r#"{"event": "tool_enabled", "tool_name": 1, "tool_name": "a"}"#, Some("a")),
-        (r#"{"event": "tool_enabled", "tool_name": "a", "tool_name": "b"}"#, Some("b")),
+        (
+            r#"{"event": "tool_enabled", "tool_name": "a", "tool_name": 1}"#,
+            None,
+        ),
+        (
+            r#"{"event": "tool_enabled", "tool_name": 1, "tool_name": "a"}"#,
+            Some("a"),
+        ),
+        (
+            r#"{"event": "tool_enabled", "tool_name": "a", "tool_name": "b"}"#,
+            Some("b"),
+        ),
     ];
     for (input, name) in cases {
         let event = NemoEvent::parse(input).unwrap();
@@ -155,5 +164,8 @@ fn repeated_modelled_key_last_one_wins_and_round_trips() {
         assert_eq!(again.to_json(), json);
     }
     let wrong_last = NemoEvent::parse(cases[0].0).unwrap();
-    assert_eq!(wrong_last.to_json(), r#"{"event": "tool_enabled", "tool_name": 1}"#);
+    assert_eq!(
+        wrong_last.to_json(),
+        r#"{"event": "tool_enabled", "tool_name": 1}"#
+    );
 }

@@ -21,7 +21,10 @@ pub struct CertOptions {
 
 impl Default for CertOptions {
     fn default() -> Self {
-        Self { server_names: vec!["localhost".into(), "127.0.0.1".into()], expired: false }
+        Self {
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            expired: false,
+        }
     }
 }
 
@@ -62,14 +65,18 @@ impl Certs {
         let ca_key = KeyPair::generate().map_err(err)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "nemo-mqtt test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "nemo-mqtt test CA");
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
         let issuer = Issuer::new(ca_params, &ca_key);
 
         let server_key = KeyPair::generate().map_err(err)?;
         let mut server_params = CertificateParams::new(opts.server_names.clone()).map_err(err)?;
-        server_params.distinguished_name.push(DnType::CommonName, "nemo-mqtt test server");
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "nemo-mqtt test server");
         server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         if opts.expired {
             server_params.not_before = date_time_ymd(2000, 1, 1);
@@ -79,7 +86,9 @@ impl Certs {
 
         let client_key = KeyPair::generate().map_err(err)?;
         let mut client_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-        client_params.distinguished_name.push(DnType::CommonName, "nemo-bridge");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "nemo-bridge");
         client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let client_cert = client_params.signed_by(&client_key, &issuer).map_err(err)?;
 

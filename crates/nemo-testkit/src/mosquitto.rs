@@ -76,9 +76,11 @@ impl MosquittoBuilder {
 
     /// Start the broker and wait until every listener accepts connections.
     pub fn start(self) -> Result<Mosquitto, HarnessError> {
-        let program =
-            find_binary("mosquitto").ok_or(HarnessError::MissingBinary("mosquitto", "mosquitto"))?;
-        let dir = tempfile::Builder::new().prefix("nemo-mosquitto-").tempdir()?;
+        let program = find_binary("mosquitto")
+            .ok_or(HarnessError::MissingBinary("mosquitto", "mosquitto"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("nemo-mosquitto-")
+            .tempdir()?;
         // Started as root, mosquitto switches to its own user unless told
         // `user root`; the folder must be usable either way.
         open_permissions(dir.path(), 0o777)?;
@@ -87,9 +89,17 @@ impl MosquittoBuilder {
                 let file = dir.path().join("passwd");
                 let passwd = find_binary("mosquitto_passwd")
                     .ok_or(HarnessError::MissingBinary("mosquitto_passwd", "mosquitto"))?;
-                let status = Command::new(passwd).arg("-c").arg("-b").arg(&file).arg(u).arg(p).status()?;
+                let status = Command::new(passwd)
+                    .arg("-c")
+                    .arg("-b")
+                    .arg(&file)
+                    .arg(u)
+                    .arg(p)
+                    .status()?;
                 if !status.success() {
-                    return Err(HarnessError::Io(std::io::Error::other("mosquitto_passwd failed")));
+                    return Err(HarnessError::Io(std::io::Error::other(
+                        "mosquitto_passwd failed",
+                    )));
                 }
                 open_permissions(&file, 0o644)?;
                 Some(file)
@@ -99,8 +109,16 @@ impl MosquittoBuilder {
         let mut last_err = None;
         for _ in 0..5 {
             let port = crate::free_port()?;
-            let tls_port = if self.tls.is_some() { Some(crate::free_port()?) } else { None };
-            let ws_port = if self.websockets { Some(crate::free_port()?) } else { None };
+            let tls_port = if self.tls.is_some() {
+                Some(crate::free_port()?)
+            } else {
+                None
+            };
+            let ws_port = if self.websockets {
+                Some(crate::free_port()?)
+            } else {
+                None
+            };
             let mut conf = String::new();
             let _ = writeln!(conf, "per_listener_settings false");
             let _ = writeln!(conf, "user root");
@@ -152,7 +170,10 @@ impl MosquittoBuilder {
                 log,
             );
             process.spawn()?;
-            let ports: Vec<u16> = [Some(port), tls_port, ws_port].into_iter().flatten().collect();
+            let ports: Vec<u16> = [Some(port), tls_port, ws_port]
+                .into_iter()
+                .flatten()
+                .collect();
             match wait_ready(&mut process, port, Duration::from_secs(20), || {
                 ports.iter().all(|p| tcp_accepts(*p))
             }) {
@@ -264,11 +285,16 @@ impl Mosquitto {
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.process.kill();
         self.process.spawn()?;
-        let ports: Vec<u16> =
-            [Some(self.port), self.tls_port, self.ws_port].into_iter().flatten().collect();
-        wait_ready(&mut self.process, self.port, Duration::from_secs(20), || {
-            ports.iter().all(|p| tcp_accepts(*p))
-        })
+        let ports: Vec<u16> = [Some(self.port), self.tls_port, self.ws_port]
+            .into_iter()
+            .flatten()
+            .collect();
+        wait_ready(
+            &mut self.process,
+            self.port,
+            Duration::from_secs(20),
+            || ports.iter().all(|p| tcp_accepts(*p)),
+        )
     }
 
     /// The broker's log so far (for diagnosing a failed test).

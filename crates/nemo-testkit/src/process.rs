@@ -54,12 +54,26 @@ pub(crate) struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub(crate) fn new(name: &'static str, program: PathBuf, args: Vec<String>, log: PathBuf) -> Self {
-        Self { name, program, args, log, child: None }
+    pub(crate) fn new(
+        name: &'static str,
+        program: PathBuf,
+        args: Vec<String>,
+        log: PathBuf,
+    ) -> Self {
+        Self {
+            name,
+            program,
+            args,
+            log,
+            child: None,
+        }
     }
 
     pub(crate) fn spawn(&mut self) -> Result<(), HarnessError> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
         let child = Command::new(&self.program)
             .args(&self.args)
             .stdin(Stdio::null())
@@ -119,7 +133,9 @@ impl ServerProcess {
     /// (a "stuck peer").
     pub(crate) fn signal(&self, sig: &str) -> Result<(), HarnessError> {
         let pid = self.pid().ok_or(HarnessError::NotRunning(self.name))?;
-        Command::new("kill").args([sig, &pid.to_string()]).status()?;
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()?;
         Ok(())
     }
 }

@@ -39,8 +39,8 @@ impl RedisBuilder {
 
     /// Start the server and wait until it answers.
     pub fn start(self) -> Result<RedisServer, HarnessError> {
-        let program =
-            find_binary("redis-server").ok_or(HarnessError::MissingBinary("redis-server", "redis-server"))?;
+        let program = find_binary("redis-server")
+            .ok_or(HarnessError::MissingBinary("redis-server", "redis-server"))?;
         let dir = tempfile::Builder::new().prefix("nemo-redis-").tempdir()?;
         let mut last_err = None;
         for _ in 0..5 {
@@ -91,7 +91,11 @@ impl RedisBuilder {
             let password = self.password.clone();
             let tls = self.tls.is_some();
             match wait_ready(&mut process, port, Duration::from_secs(20), || {
-                if tls { tcp_accepts(port) } else { ping(port, password.as_deref()) }
+                if tls {
+                    tcp_accepts(port)
+                } else {
+                    ping(port, password.as_deref())
+                }
             }) {
                 Ok(()) => {
                     return Ok(RedisServer {
@@ -146,7 +150,11 @@ impl RedisServer {
 
     /// URL of database `db`.
     pub fn url_db(&self, db: u8) -> String {
-        let auth = self.password.as_ref().map(|p| format!(":{p}@")).unwrap_or_default();
+        let auth = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
         match self.tls {
             Some(_) => format!("rediss://{auth}localhost:{}/{db}", self.port),
             None => format!("redis://{auth}127.0.0.1:{}/{db}", self.port),
@@ -192,15 +200,19 @@ impl RedisServer {
         let password = self.password.clone();
         let tls = self.tls.is_some();
         wait_ready(&mut self.process, port, Duration::from_secs(20), || {
-            if tls { tcp_accepts(port) } else { ping(port, password.as_deref()) }
+            if tls {
+                tcp_accepts(port)
+            } else {
+                ping(port, password.as_deref())
+            }
         })
     }
 
     /// Run `redis-cli` against this server (database 1) and return its stdout,
     /// trimmed. For test setup and assertions.
     pub fn cli(&self, args: &[&str]) -> Result<String, HarnessError> {
-        let program =
-            find_binary("redis-cli").ok_or(HarnessError::MissingBinary("redis-cli", "redis-tools"))?;
+        let program = find_binary("redis-cli")
+            .ok_or(HarnessError::MissingBinary("redis-cli", "redis-tools"))?;
         let mut cmd = Command::new(program);
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-n", "1"]);
         if let Some(pw) = &self.password {
@@ -221,7 +233,8 @@ impl RedisServer {
 
 /// Send PING (after AUTH if needed) and expect PONG; `-LOADING` means not yet.
 fn ping(port: u16, password: Option<&str>) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
     else {
         return false;
     };

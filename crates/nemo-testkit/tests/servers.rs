@@ -17,7 +17,10 @@ fn redis_starts_keeps_aof_data_across_kill_and_stops_on_drop() {
     assert_eq!(redis.cli(&["LRANGE", "k", "0", "-1"]).unwrap(), "a");
     let pid = redis.pid().unwrap();
     drop(redis);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "killed on drop");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "killed on drop"
+    );
 }
 
 #[test]
@@ -33,13 +36,36 @@ fn mosquitto_delivers_and_restarts_on_same_port() {
     assert_ne!(broker.port(), 1883);
     let port = broker.port().to_string();
     let sub = Command::new("mosquitto_sub")
-        .args(["-p", &port, "-h", "127.0.0.1", "-t", "t/#", "-C", "1", "-W", "10"])
+        .args([
+            "-p",
+            &port,
+            "-h",
+            "127.0.0.1",
+            "-t",
+            "t/#",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // Retained, so the subscriber sees it whether it subscribed before or after.
     let st = Command::new("mosquitto_pub")
-        .args(["-p", &port, "-h", "127.0.0.1", "-t", "t/x", "-m", "hello", "-r", "-q", "1"])
+        .args([
+            "-p",
+            &port,
+            "-h",
+            "127.0.0.1",
+            "-t",
+            "t/x",
+            "-m",
+            "hello",
+            "-r",
+            "-q",
+            "1",
+        ])
         .status()
         .unwrap();
     assert!(st.success());
@@ -57,14 +83,38 @@ fn mosquitto_tls_listener_accepts_the_harness_ca() {
     let broker = Mosquitto::builder().tls(certs.clone()).start().unwrap();
     let tls_port = broker.tls_port().unwrap().to_string();
     let st = Command::new("mosquitto_pub")
-        .args(["-p", &tls_port, "-h", "localhost", "-t", "t", "-m", "x", "-q", "1", "--cafile"])
+        .args([
+            "-p",
+            &tls_port,
+            "-h",
+            "localhost",
+            "-t",
+            "t",
+            "-m",
+            "x",
+            "-q",
+            "1",
+            "--cafile",
+        ])
         .arg(&certs.ca)
         .status()
         .unwrap();
     assert!(st.success(), "{}", broker.log());
     let other = Certs::generate().unwrap();
     let st = Command::new("mosquitto_pub")
-        .args(["-p", &tls_port, "-h", "localhost", "-t", "t", "-m", "x", "-q", "1", "--cafile"])
+        .args([
+            "-p",
+            &tls_port,
+            "-h",
+            "localhost",
+            "-t",
+            "t",
+            "-m",
+            "x",
+            "-q",
+            "1",
+            "--cafile",
+        ])
         .arg(&other.ca)
         .stderr(std::process::Stdio::null())
         .status()
@@ -77,12 +127,38 @@ fn mosquitto_with_users_refuses_bad_password() {
     let broker = Mosquitto::builder().user("bridge", "pw").start().unwrap();
     let port = broker.port().to_string();
     let ok = Command::new("mosquitto_pub")
-        .args(["-p", &port, "-h", "127.0.0.1", "-t", "t", "-m", "x", "-u", "bridge", "-P", "pw"])
+        .args([
+            "-p",
+            &port,
+            "-h",
+            "127.0.0.1",
+            "-t",
+            "t",
+            "-m",
+            "x",
+            "-u",
+            "bridge",
+            "-P",
+            "pw",
+        ])
         .status()
         .unwrap();
     assert!(ok.success());
     let bad = Command::new("mosquitto_pub")
-        .args(["-p", &port, "-h", "127.0.0.1", "-t", "t", "-m", "x", "-u", "bridge", "-P", "no"])
+        .args([
+            "-p",
+            &port,
+            "-h",
+            "127.0.0.1",
+            "-t",
+            "t",
+            "-m",
+            "x",
+            "-u",
+            "bridge",
+            "-P",
+            "no",
+        ])
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
