@@ -2,7 +2,7 @@
 //!
 //! Layers, weakest first: built-in defaults < the TOML file given with `--config` < environment
 //! variables `NEMO_<SECTION>__<KEY>` (e.g. `NEMO_MQTT__URL`, `NEMO_HMAC__KEY`) < command-line
-//! flags. [`figment`] builds the first three layers so that the `monitor` and `replay` programs
+//! flags. [`figment()`] builds the first three layers so that the `monitor` and `replay` programs
 //! read the same files and variables; the binary merges its flags on top and calls
 //! [`Config::from_figment`].
 //!
@@ -226,7 +226,7 @@ pub fn figment(config_path: Option<&Path>) -> Figment {
 }
 
 impl Config {
-    /// Extract from a figment (see [`figment`]).
+    /// Extract from a figment (see [`figment()`]).
     ///
     /// # Errors
     /// [`ConfigError::Load`] for a wrong type, an unknown key or an unreadable file.
@@ -234,7 +234,7 @@ impl Config {
         Ok(fig.extract()?)
     }
 
-    /// [`figment`] + [`from_figment`](Self::from_figment) + [`validate`](Self::validate).
+    /// [`figment()`] + [`from_figment`](Self::from_figment) + [`validate`](Self::validate).
     ///
     /// # Errors
     /// The first problem found.

@@ -9,7 +9,7 @@
 //! reconnect) lives in [`pipeline::Pipeline`], which is generic over the source seam
 //! ([`nemo_redis::EventSource`]) and the sink seam ([`nemo_mqtt::EventSink`]). It never sees
 //! Redis or paho, so every ordering and failure case is unit-tested with fakes and mocks in
-//! milliseconds; the lifecycle ([`run`]) only wires real connections, the lease, signals and
+//! milliseconds; the lifecycle ([`run()`]) only wires real connections, the lease, signals and
 //! status around it. Items leave Redis only through `ack` after the broker confirmed them, in
 //! source order: a crash at any instant loses nothing, and at most the in-flight window is
 //! published twice.

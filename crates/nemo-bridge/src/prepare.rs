@@ -1,6 +1,6 @@
 //! From raw queue bytes to MQTT messages: validate, map topics, sign.
 //!
-//! [`ItemPreparer`] is the production [`Prepare`](crate::pipeline::Prepare): it parses the item
+//! [`ItemPreparer`] is the production [`Prepare`]: it parses the item
 //! with [`QueueItem::parse`] (which rejects non-UTF-8, non-JSON, bad topics, QoS out of range,
 //! oversize items), asks the [`TopicMapper`] for the publications, and wraps every payload in the
 //! HMAC envelope when a key is configured. The original payload string is never re-serialized:
