@@ -175,8 +175,11 @@ impl Setup {
         std::fs::write(&path, text).unwrap();
         path
     }
+    /// A bridge logging at `info`, or at `$NEMO_TEST_BRIDGE_LOG` when set (for diagnosing a
+    /// failed soak: e.g. `NEMO_TEST_BRIDGE_LOG=info,nemo_bridge=debug,nemo_redis=debug`).
     pub fn bridge(&self, config: &Path, tag: &str) -> Bridge {
-        self.bridge_at(config, tag, "info")
+        let level = std::env::var("NEMO_TEST_BRIDGE_LOG").unwrap_or_else(|_| "info".into());
+        self.bridge_at(config, tag, &level)
     }
     pub fn bridge_at(&self, config: &Path, tag: &str, level: &str) -> Bridge {
         Bridge::spawn(
