@@ -136,7 +136,23 @@ fn preload(
     Ok(())
 }
 
-fn bridge_config(dir: &Path, redis: &RedisServer, broker: &Mosquitto, mode: &str) -> Res<PathBuf> {
+/// The reconnect delay used for the recovery measure: fixed, no jitter, so that
+/// the target "recovery <= backoff delay + 0.5 s" has a known backoff delay.
+const RECOVERY_BACKOFF_MS: u64 = 200;
+
+struct BridgeConfig {
+    path: PathBuf,
+    http_port: u16,
+    log: PathBuf,
+}
+
+fn bridge_config(
+    dir: &Path,
+    redis: &RedisServer,
+    broker: &Mosquitto,
+    mode: &str,
+    extra: &str,
+) -> Res<BridgeConfig> {
     let http = nemo_testkit::free_port()?;
     let path = dir.join(format!("bridge-{mode}.toml"));
     std::fs::write(
@@ -144,35 +160,109 @@ fn bridge_config(dir: &Path, redis: &RedisServer, broker: &Mosquitto, mode: &str
         format!(
             "[redis]\nurl = \"{}\"\nmode = \"{mode}\"\nkey = \"{KEY}\"\n\n\
              [mqtt]\nurl = \"{}\"\nclient_id = \"bench-bridge-{mode}\"\nqos = 1\ninflight = {WINDOW}\n\n\
-             [http]\nlisten = \"127.0.0.1:{http}\"\n",
+             [http]\nlisten = \"127.0.0.1:{http}\"\n{extra}",
             redis.url(),
             broker.url()
         ),
     )?;
-    Ok(path)
+    Ok(BridgeConfig {
+        path,
+        http_port: http,
+        log: dir.join(format!("bridge-{mode}.log")),
+    })
 }
 
-struct Bridge(Child);
+/// A running `bridge` process. Dropping it stops it gracefully (SIGTERM, so
+/// that it releases its lease and the next bridge of the run is active at
+/// once), and kills it if it has not stopped within 15 s.
+struct Bridge {
+    child: Child,
+    http_port: u16,
+    log: PathBuf,
+}
 
 impl Bridge {
-    fn start(config: &Path) -> Res<Self> {
-        let child = Command::new(env!("CARGO_BIN_EXE_bridge"))
+    fn start(config: &BridgeConfig) -> Res<Self> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.log)?;
+        // NEMO_BENCH_BRIDGE=<path> runs another build of the bridge (before/after comparisons).
+        let program = std::env::var_os("NEMO_BENCH_BRIDGE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bridge")));
+        let child = Command::new(program)
             .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
+            .arg(&config.path)
+            .env(
+                "RUST_LOG",
+                std::env::var("NEMO_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()?;
-        Ok(Self(child))
+        Ok(Self {
+            child,
+            http_port: config.http_port,
+            log: config.log.clone(),
+        })
     }
+
     fn pid(&self) -> u32 {
-        self.0.id()
+        self.child.id()
     }
+
+    /// Wait until `/readyz` answers 200 (Redis and broker connected, lease held).
+    async fn wait_ready(&self, timeout: Duration) -> Res<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if readyz(self.http_port).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                return Err(format!("bridge not ready within {timeout:?}; its log:\n{log}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn readyz(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await,
+        Ok(Ok(n)) if n >= 12 && &buf[9..12] == b"200"
+    )
 }
 
 impl Drop for Bridge {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if stopped {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -323,11 +413,83 @@ async fn list_remaining(c: &Client) -> Res<i64> {
     Ok(a + b)
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at the state (field 3);
+    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
 struct Drain {
     events_per_s: f64,
     wall_s: f64,
     peak_rss_kib: u64,
     samples_kib: Vec<u64>,
+    /// Bridge CPU time (user + system) per event, microseconds.
+    cpu_us_per_event: f64,
+    /// Redis commands (all clients, scripts counted once) per event during the drain.
+    redis_calls_per_event: f64,
+}
+
+/// The number of commands clients sent to Redis since the last `CONFIG RESETSTAT`
+/// (`INFO commandstats`), i.e. round trips: without the INFO/CONFIG/LLEN/XPENDING of the
+/// bench itself, and without LMOVE/LREM, which the bridge only runs inside its Lua scripts
+/// (commandstats counts script-internal calls too; the EVALSHA itself is counted).
+fn redis_calls(redis: &RedisServer) -> u64 {
+    let out = redis.cli(&["INFO", "commandstats"]).unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter(|l| {
+            ![
+                "info", "config", "llen", "xpending", "ping", "hello", "client", "lmove", "lrem",
+            ]
+            .iter()
+            .any(|c| l.starts_with(&format!("{c}:")) || l.starts_with(&format!("{c}|")))
+        })
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// With `NEMO_BENCH_PERF=<file>`, `perf record` the bridge during the list drain.
+struct PerfRecord(Option<Child>);
+
+impl PerfRecord {
+    fn start(pid: u32, mode: &str) -> Self {
+        let Ok(out) = std::env::var("NEMO_BENCH_PERF") else {
+            return Self(None);
+        };
+        let child = Command::new("perf")
+            .args(["record", "-F", "999", "-g", "-o"])
+            .arg(format!("{out}.{mode}"))
+            .args(["-p", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        Self(child)
+    }
+}
+
+impl Drop for PerfRecord {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = Command::new("kill")
+                .args(["-INT", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// 2./4. Drain a preloaded backlog; wait until the subscriber saw all and the
@@ -342,9 +504,11 @@ async fn drain(
 ) -> Res<Drain> {
     let rc = redis_client(redis).await?;
     counter.reset();
-    let cfg = bridge_config(dir, redis, broker, mode)?;
+    let cfg = bridge_config(dir, redis, broker, mode, "")?;
+    let _ = redis.cli(&["CONFIG", "RESETSTAT"]);
     let start = Instant::now();
     let bridge = Bridge::start(&cfg)?;
+    let perf = PerfRecord::start(bridge.pid(), mode);
     let mut samples = Vec::new();
     let deadline = start + Duration::from_secs(600);
     loop {
@@ -353,14 +517,15 @@ async fn drain(
             let remaining = if mode == "list" {
                 list_remaining(&rc).await?
             } else {
-                // Pending (delivered, not yet acked) entries of the bridge's group.
-                redis
+                // Pending (delivered, not yet acked) entries of the bridge's group;
+                // an answer that is not a count (e.g. NOGROUP) is an error, not 0.
+                let out = redis
                     .cli(&["XPENDING", KEY, "nemo-bridge"])
-                    .map_err(|e| e.to_string())?
-                    .lines()
+                    .map_err(|e| e.to_string())?;
+                out.lines()
                     .next()
                     .and_then(|l| l.trim().parse::<i64>().ok())
-                    .unwrap_or(0)
+                    .ok_or_else(|| format!("XPENDING answered {out:?}"))?
             };
             if remaining == 0 {
                 break;
@@ -374,6 +539,15 @@ async fn drain(
     }
     let wall = start.elapsed().as_secs_f64();
     let (_, hwm) = rss_kib(bridge.pid());
+    let cpu = cpu_s(bridge.pid());
+    let calls = redis_calls(redis);
+    if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
+        eprintln!(
+            "{mode} drain, redis INFO commandstats:\n{}",
+            redis.cli(&["INFO", "commandstats"]).unwrap_or_default()
+        );
+    }
+    drop(perf);
     let first = counter.first_ns.load(Ordering::Relaxed);
     let last = counter.last_ns.load(Ordering::Relaxed);
     let steady = (last.saturating_sub(first)) as f64 / 1e9;
@@ -384,6 +558,8 @@ async fn drain(
         wall_s: wall,
         peak_rss_kib: hwm,
         samples_kib: samples,
+        cpu_us_per_event: cpu * 1e6 / n as f64,
+        redis_calls_per_event: calls as f64 / n as f64,
     })
 }
 
@@ -409,6 +585,16 @@ async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Re
         .wait_for(total as u64, Duration::from_secs(60))
         .await;
     let mut lat = counter.latencies.lock().unwrap().clone();
+    if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
+        // In arrival order, for looking at stalls.
+        let path = std::env::temp_dir().join(format!("nemo-bench-latency-{rate}.txt"));
+        let text: Vec<String> = lat.iter().map(|ns| ns.to_string()).collect();
+        let _ = std::fs::write(&path, text.join("\n"));
+        eprintln!(
+            "latencies at {rate}/s (ns, arrival order): {}",
+            path.display()
+        );
+    }
     lat.sort_unstable();
     let pct = |p: f64| {
         if lat.is_empty() {
@@ -429,9 +615,12 @@ async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Re
 /// as the first ack (the queue getting shorter) after the restart.
 async fn recovery(redis: &RedisServer, broker: &mut Mosquitto, dir: &Path) -> Res<f64> {
     let rc = redis_client(redis).await?;
-    let cfg = bridge_config(dir, redis, broker, "list")?;
-    let _bridge = Bridge::start(&cfg)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let backoff = format!(
+        "\n[backoff]\ninitial_ms = {RECOVERY_BACKOFF_MS}\nmax_ms = {RECOVERY_BACKOFF_MS}\njitter = \"none\"\n"
+    );
+    let cfg = bridge_config(dir, redis, broker, "list", &backoff)?;
+    let bridge = Bridge::start(&cfg)?;
+    bridge.wait_ready(Duration::from_secs(30)).await?;
     broker.kill();
     for i in 0..200 {
         let _: i64 = rc.lpush(KEY, item(20_000_000 + i, 0)).await?;
@@ -492,10 +681,19 @@ async fn main() -> Res<()> {
     let n = env_usize("NEMO_BENCH_N", 200_000);
     let backlog = env_usize("NEMO_BENCH_BACKLOG", 1_000_000);
     let dir = tempfile::tempdir()?;
+    if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
+        eprintln!("bridge configs and logs (kept): {}", dir.path().display());
+    }
     let redis = RedisServer::start()?;
     let mut broker = Mosquitto::builder().persistence(false).start()?;
     let counter = Counter::start(&broker.url(), "bench-counter").await?;
     eprintln!("machine: {}", machine());
+    eprintln!(
+        "load average at start: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
 
     let payloads: Vec<(String, String)> = (0..n)
         .map(|s| {
@@ -505,8 +703,7 @@ async fn main() -> Res<()> {
         .collect();
     eprintln!("1/5 ceiling: direct paho publish of {n} payloads, QoS 1, window {WINDOW}");
     counter.reset();
-    let ceiling_rate = ceiling(&broker.url(), &payloads).await?;
-    drop(payloads);
+    let ceiling_before = ceiling(&broker.url(), &payloads).await?;
 
     eprintln!("2/5 drain: list mode, {n} items preloaded");
     preload_list(&redis, n, 0)?;
@@ -516,11 +713,18 @@ async fn main() -> Res<()> {
     let stream = drain(&redis, &broker, dir.path(), "stream", n, &counter).await;
     let rc = redis_client(&redis).await?;
     let _: () = rc.del(KEY).await?;
+    // The ceiling again, after the drains: on a shared machine the load moves;
+    // the ratios use the higher of the two (the stricter target).
+    eprintln!("1/5 ceiling again, after the drains");
+    counter.reset();
+    let ceiling_after = ceiling(&broker.url(), &payloads).await?;
+    drop(payloads);
+    let ceiling_rate = ceiling_before.max(ceiling_after);
 
     eprintln!("3/5 latency at 1,000/s and 10,000/s");
-    let cfg = bridge_config(dir.path(), &redis, &broker, "list")?;
+    let cfg = bridge_config(dir.path(), &redis, &broker, "list", "")?;
     let bridge = Bridge::start(&cfg)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    bridge.wait_ready(Duration::from_secs(30)).await?;
     let lat1k = latency(&rc, &counter, 1_000, 10).await?;
     let lat10k = latency(&rc, &counter, 10_000, 5).await?;
     drop(bridge);
@@ -551,6 +755,12 @@ async fn main() -> Res<()> {
     );
     let _ = writeln!(
         table,
+        "{:<44} {:>14}",
+        "  (ceiling before / after the drains)",
+        format!("{ceiling_before:.0}/{ceiling_after:.0}")
+    );
+    let _ = writeln!(
+        table,
         "{:<44} {:>12.0}/s {:>10.2}",
         format!("drain list ({n}, wall {:.2} s)", list.wall_s),
         list.events_per_s,
@@ -575,6 +785,32 @@ async fn main() -> Res<()> {
             );
         }
     }
+    let _ = writeln!(
+        table,
+        "{:<44} {:>14}",
+        "bridge CPU per event, list / stream",
+        format!(
+            "{:.1}/{} us",
+            list.cpu_us_per_event,
+            stream
+                .as_ref()
+                .map(|s| format!("{:.1}", s.cpu_us_per_event))
+                .unwrap_or_else(|_| "-".into())
+        )
+    );
+    let _ = writeln!(
+        table,
+        "{:<44} {:>14}",
+        "redis round trips per event, list / stream",
+        format!(
+            "{:.3}/{}",
+            list.redis_calls_per_event,
+            stream
+                .as_ref()
+                .map(|s| format!("{:.3}", s.redis_calls_per_event))
+                .unwrap_or_else(|_| "-".into())
+        )
+    );
     for l in [&lat1k, &lat10k] {
         let _ = writeln!(
             table,
@@ -617,7 +853,8 @@ async fn main() -> Res<()> {
     let _ = writeln!(
         table,
         "{:<44} {:>12.3} s",
-        "recovery: broker restart -> first confirm", recovery_s
+        format!("recovery: restart -> 1st confirm (backoff {RECOVERY_BACKOFF_MS}ms)"),
+        recovery_s
     );
     println!("{table}");
 
@@ -628,6 +865,12 @@ async fn main() -> Res<()> {
         "n": n,
         "window": WINDOW,
         "ceiling_per_s": ceiling_rate,
+        "ceiling_before_per_s": ceiling_before,
+        "ceiling_after_per_s": ceiling_after,
+        "cpu_us_per_event_list": list.cpu_us_per_event,
+        "cpu_us_per_event_stream": stream.as_ref().map(|s| s.cpu_us_per_event).ok(),
+        "redis_calls_per_event_list": list.redis_calls_per_event,
+        "redis_calls_per_event_stream": stream.as_ref().map(|s| s.redis_calls_per_event).ok(),
         "drain_list_per_s": list.events_per_s,
         "drain_list_ratio": list.events_per_s / ceiling_rate,
         "drain_stream_per_s": stream_rate,
@@ -638,6 +881,8 @@ async fn main() -> Res<()> {
         "peak_rss_backlog_mb": big.as_ref().map(|b| b.peak_rss_kib as f64 / 1024.0),
         "rss_samples_backlog_kib": big.as_ref().map(|b| b.samples_kib.clone()),
         "recovery_s": recovery_s,
+        "recovery_backoff_ms": RECOVERY_BACKOFF_MS,
+        "load_avg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
     });
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
     std::fs::create_dir_all(&out_dir)?;
@@ -650,5 +895,8 @@ async fn main() -> Res<()> {
     ));
     std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
     println!("results: {}", out.display());
+    if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
+        let _ = dir.keep();
+    }
     Ok(())
 }

@@ -77,9 +77,30 @@ impl Health {
 pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new().install_recorder().ok()?;
+            // `install_recorder` leaves upkeep to the caller: without it, every histogram
+            // sample (one per publish) is kept until the next scrape, so an unscraped bridge
+            // grew by ~14 bytes per event (measured: +14 MB over a 1,000,000-event drain).
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_INTERVAL);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "metrics: cannot start the upkeep thread; histograms are drained only by scrapes");
+            }
+            Some(handle)
+        })
         .clone()
 }
+
+/// How often the Prometheus recorder drains histogram samples into its summaries.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone)]
 struct AppState {

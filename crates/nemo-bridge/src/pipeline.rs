@@ -4,6 +4,9 @@
 //!
 //! 1. [`EventSource::take`] hands out up to `window − in_flight` raw items, oldest first. The
 //!    pipeline never asks for more, so a million-item backlog stays in Redis, not in memory.
+//!    While items are in flight it asks only once at least a *batch* of room is free (see
+//!    [`PipelineOptions::batch`]), so that a full window refills in a few Redis calls instead of
+//!    one call per confirmed item.
 //! 2. [`Prepare::prepare`] turns the raw bytes into the MQTT messages to publish (usually one;
 //!    more when the topic mapper adds retained state topics). An item it rejects goes to
 //!    [`EventSource::dead_letter`] with the reason, is counted and logged once — it never blocks
@@ -12,8 +15,10 @@
 //!    confirmed it.
 //! 4. The in-flight items sit in a queue **in source order**. When the item at the head has all
 //!    its messages confirmed, it and every confirmed item directly behind it are acked in one
-//!    [`EventSource::ack`] call. An item therefore leaves Redis only after the broker has it, and
-//!    acks never overtake each other, even when confirmations arrive out of order.
+//!    [`EventSource::ack`] call — once a batch of them is confirmed, or when nothing else is in
+//!    flight (so an idle bridge acks at once). An item therefore leaves Redis only after the
+//!    broker has it, and acks never overtake each other, even when confirmations arrive out of
+//!    order.
 //!
 //! # When the broker goes away
 //!
@@ -50,7 +55,6 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use nemo_backoff::{Backoff, BackoffConfig};
 use nemo_mqtt::{EventSink, MqttError, OutMessage};
@@ -104,6 +108,13 @@ pub struct PipelineOptions {
     pub drain_timeout: Duration,
     /// Retry policy for failed Redis calls (take, ack, dead-letter).
     pub retry: BackoffConfig,
+    /// Batch size for acks and refills while items are in flight; 0 = automatic
+    /// (`window / 8`, at least 1). Confirmed items at the head are acked once this many are
+    /// confirmed (or at once when nothing else is in flight), and a partly full window is
+    /// refilled once this much room is free. Larger batches mean fewer Redis calls per event
+    /// (measured in list mode: 2 per event with 1, about 0.07 with 32) at the cost of a
+    /// slightly smaller effective window; it never delays an idle bridge.
+    pub batch: usize,
 }
 
 impl Default for PipelineOptions {
@@ -119,6 +130,7 @@ impl Default for PipelineOptions {
                 max_ms: 2_000,
                 ..BackoffConfig::default()
             },
+            batch: 0,
         }
     }
 }
@@ -156,6 +168,51 @@ struct Slot {
 
 type ConfirmResult = (u64, Result<(), MqttError>, Instant);
 
+/// A confirmation in flight: the sink's future plus what the pipeline needs to file the result.
+/// (A named future instead of a boxed `async` block: one allocation less per message.)
+struct Pending {
+    seq: u64,
+    started: Instant,
+    confirm: nemo_mqtt::Confirm,
+}
+
+impl Future for Pending {
+    type Output = ConfirmResult;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<ConfirmResult> {
+        let me = &mut *self;
+        me.confirm
+            .as_mut()
+            .poll(cx)
+            .map(|res| (me.seq, res, me.started))
+    }
+}
+
+/// Metric handles, resolved once (a `metrics::counter!` per event costs a registry lookup).
+struct Metrics {
+    events_in: metrics::Counter,
+    events_dead: metrics::Counter,
+    events_out: metrics::Counter,
+    publications: metrics::Counter,
+    publish_latency: metrics::Histogram,
+    in_flight: metrics::Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        Metrics {
+            events_in: metrics::counter!("nemo_bridge_events_in_total"),
+            events_dead: metrics::counter!("nemo_bridge_events_dead_total"),
+            events_out: metrics::counter!("nemo_bridge_events_out_total"),
+            publications: metrics::counter!("nemo_bridge_publications_total"),
+            publish_latency: metrics::histogram!("nemo_bridge_publish_latency_seconds"),
+            in_flight: metrics::gauge!("nemo_bridge_in_flight"),
+        }
+    }
+}
+
 /// The pipeline over one source and one sink. See the [module docs](self).
 ///
 /// After [`run`](Self::run) returned, [`into_source`](Self::into_source) gives the source back,
@@ -167,9 +224,10 @@ pub struct Pipeline<S, K, P> {
     opts: PipelineOptions,
     slots: VecDeque<Slot>,
     head_seq: u64,
-    pending: FuturesUnordered<BoxFuture<'static, ConfirmResult>>,
+    pending: FuturesUnordered<Pending>,
     report: RunReport,
     retry: Backoff,
+    metrics: Metrics,
 }
 
 impl<S, K, P> std::fmt::Debug for Pipeline<S, K, P> {
@@ -191,6 +249,10 @@ where
     /// A pipeline from `source` to `sink`. A `window` of 0 is treated as 1.
     pub fn new(source: S, sink: K, prepare: P, mut opts: PipelineOptions) -> Self {
         opts.window = opts.window.max(1);
+        if opts.batch == 0 {
+            opts.batch = opts.window / 8;
+        }
+        opts.batch = opts.batch.clamp(1, opts.window);
         let retry = Backoff::new(&opts.retry);
         Pipeline {
             source,
@@ -202,6 +264,7 @@ where
             pending: FuturesUnordered::new(),
             report: RunReport::default(),
             retry,
+            metrics: Metrics::new(),
         }
     }
 
@@ -236,7 +299,7 @@ where
             if let Some(mode) = (&mut stop).now_or_never() {
                 return self.finish(mode).await;
             }
-            if let Err(e) = self.ack_heads().await {
+            if let Err(e) = self.ack_heads(failing).await {
                 if !redis_down {
                     warn!(error = %e, "redis: ack failed; retrying");
                     redis_down = true;
@@ -267,9 +330,10 @@ where
                 continue;
             }
 
-            // 3. Take as much as the window allows.
+            // 3. Take as much as the window allows: at once when idle, else once a batch of
+            //    room is free (a full window then refills in one call, not one per confirm).
             let room = self.opts.window.saturating_sub(self.slots.len());
-            if room > 0 {
+            if room > 0 && (self.slots.is_empty() || room >= self.opts.batch) {
                 let wait = if self.slots.is_empty() {
                     self.opts.take_wait
                 } else {
@@ -286,7 +350,7 @@ where
                         for d in deliveries {
                             self.admit(d).await;
                         }
-                        metrics::gauge!("nemo_bridge_in_flight").set(self.slots.len() as f64);
+                        self.metrics.in_flight.set(self.slots.len() as f64);
                         if got {
                             continue;
                         }
@@ -310,6 +374,7 @@ where
             }
 
             // 4. Wait for a confirmation (or, when there is room, a short while for new items).
+            let room = if room >= self.opts.batch { room } else { 0 };
             if self.pending.is_empty() {
                 // Everything in flight is confirmed but not acked yet (ack failed): loop.
                 if room == 0 {
@@ -348,7 +413,7 @@ where
 
     /// Accept one delivery: dead-letter it or publish its messages.
     async fn admit(&mut self, delivery: Delivery) {
-        metrics::counter!("nemo_bridge_events_in_total").increment(1);
+        self.metrics.events_in.increment(1);
         match self.prepare.prepare(&delivery.raw) {
             Err(reason) => self.dead_letter(delivery, &reason).await,
             Ok(msgs) => {
@@ -382,7 +447,7 @@ where
             match self.source.dead_letter(&delivery, reason).await {
                 Ok(()) => {
                     self.report.dead += 1;
-                    metrics::counter!("nemo_bridge_events_dead_total").increment(1);
+                    self.metrics.events_dead.increment(1);
                     return;
                 }
                 Err(e) if attempt < 2 => {
@@ -402,9 +467,11 @@ where
 
     fn publish(&mut self, seq: u64, msg: OutMessage) {
         let confirm = self.sink.publish(msg);
-        let started = Instant::now();
-        self.pending
-            .push(async move { (seq, confirm.await, started) }.boxed());
+        self.pending.push(Pending {
+            seq,
+            started: Instant::now(),
+            confirm,
+        });
     }
 
     fn on_confirm(&mut self, (seq, res, started): ConfirmResult, failing: &mut bool) {
@@ -416,9 +483,10 @@ where
         };
         match res {
             Ok(()) => {
-                metrics::histogram!("nemo_bridge_publish_latency_seconds")
+                self.metrics
+                    .publish_latency
                     .record(started.elapsed().as_secs_f64());
-                metrics::counter!("nemo_bridge_publications_total").increment(1);
+                self.metrics.publications.increment(1);
                 slot.remaining = slot.remaining.saturating_sub(1);
                 if slot.remaining == 0 && slot.state == SlotState::Pending {
                     slot.state = SlotState::Confirmed;
@@ -467,14 +535,15 @@ where
         );
     }
 
-    /// Ack the confirmed items at the head of the in-flight queue in one call.
-    async fn ack_heads(&mut self) -> Result<(), nemo_redis::RedisError> {
+    /// Ack the confirmed items at the head of the in-flight queue in one call: once a batch of
+    /// them is there, when they are all that is in flight, or when `force`d.
+    async fn ack_heads(&mut self, force: bool) -> Result<(), nemo_redis::RedisError> {
         let n = self
             .slots
             .iter()
             .take_while(|s| s.state == SlotState::Confirmed)
             .count();
-        if n == 0 {
+        if n == 0 || (!force && n < self.opts.batch && n < self.slots.len()) {
             return Ok(());
         }
         let batch: Vec<Delivery> = self
@@ -487,8 +556,8 @@ where
         self.slots.drain(..n);
         self.head_seq += n as u64;
         self.report.acked += n as u64;
-        metrics::counter!("nemo_bridge_events_out_total").increment(n as u64);
-        metrics::gauge!("nemo_bridge_in_flight").set(self.slots.len() as f64);
+        self.metrics.events_out.increment(n as u64);
+        self.metrics.in_flight.set(self.slots.len() as f64);
         Ok(())
     }
 
@@ -528,7 +597,7 @@ where
             match self.source.ack(&done).await {
                 Ok(()) => {
                     self.report.acked += done.len() as u64;
-                    metrics::counter!("nemo_bridge_events_out_total").increment(done.len() as u64);
+                    self.metrics.events_out.increment(done.len() as u64);
                 }
                 Err(e) => {
                     error!(error = %e, items = done.len(), "redis: final ack failed; items stay in processing and are published again at the next start");
@@ -545,7 +614,7 @@ where
                 }
             }
         }
-        metrics::gauge!("nemo_bridge_in_flight").set(0.0);
+        self.metrics.in_flight.set(0.0);
         std::mem::take(&mut self.report)
     }
 }

@@ -459,3 +459,54 @@ async fn works_with_the_mockall_mocks_of_the_seams() {
         .await;
     assert_eq!(report.acked, 1);
 }
+
+#[tokio::test]
+async fn a_full_window_is_acked_and_refilled_in_batches() {
+    let want = items("b", 20);
+    let refs: Vec<&str> = want.iter().map(String::as_str).collect();
+    let source = FakeSource::with(&refs);
+    let sink = FakeSink::manual();
+    let mut o = opts(8);
+    o.batch = 4;
+    let (stop, task) = spawn(source.clone(), sink.clone(), passthrough, o);
+    until("window full", || sink.waiting() == 8).await;
+    for p in &want[..3] {
+        sink.resolve(p, Ok(()));
+    }
+    // Three confirmed heads, five still in flight: below the batch, no ack and no refill yet.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(source.acked().is_empty(), "acked below the batch size");
+    assert_eq!(source.0.lock().unwrap().taken.len(), 8, "refilled early");
+    sink.resolve(&want[3], Ok(()));
+    until("first batch acked", || source.acked().len() == 4).await;
+    until("refilled", || sink.published().len() == 12).await;
+    {
+        let log = source.0.lock().unwrap();
+        assert_eq!(log.acks.len(), 1, "one ack call for the batch");
+        assert_eq!(log.acks[0].len(), 4);
+        assert_eq!(
+            log.max_requested.last(),
+            Some(&4),
+            "refill asked for the freed room"
+        );
+    }
+    assert_eq!(sink.published(), want[..12]);
+    stop.send(StopMode::Immediate).unwrap();
+    let report = task.await.unwrap();
+    assert_eq!((report.acked, report.nacked), (4, 8));
+}
+
+#[tokio::test]
+async fn an_idle_pipeline_acks_at_once_below_the_batch_size() {
+    let source = FakeSource::with(&["only"]);
+    let sink = FakeSink::manual();
+    let mut o = opts(64);
+    o.batch = 16;
+    let (stop, task) = spawn(source.clone(), sink.clone(), passthrough, o);
+    until("published", || sink.waiting() == 1).await;
+    sink.resolve("only", Ok(()));
+    // Nothing else in flight: the single confirmed item is acked without waiting for a batch.
+    until("acked", || source.acked() == ["only"]).await;
+    stop.send(StopMode::Drain).unwrap();
+    assert_eq!(task.await.unwrap().acked, 1);
+}
