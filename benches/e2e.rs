@@ -352,6 +352,17 @@ impl Counter {
         self.received.load(Ordering::Relaxed)
     }
 
+    /// Stop receiving (for the measurements without a subscriber).
+    async fn pause(&self) -> Res<()> {
+        self._client.unsubscribe("nemo/tools/#").await?;
+        Ok(())
+    }
+
+    async fn resume(&self) -> Res<()> {
+        self._client.subscribe("nemo/tools/#", 1).await?;
+        Ok(())
+    }
+
     fn reset(&self) {
         self.received.store(0, Ordering::Relaxed);
         self.first_ns.store(0, Ordering::Relaxed);
@@ -563,6 +574,39 @@ async fn drain(
     })
 }
 
+/// A list drain with no subscriber on the broker, timed from Redis alone: from the first
+/// item leaving the queue to the queue and processing list both empty (every item confirmed
+/// by the broker and acked).
+async fn drain_unobserved(
+    redis: &RedisServer,
+    broker: &Mosquitto,
+    dir: &Path,
+    n: usize,
+) -> Res<f64> {
+    let rc = redis_client(redis).await?;
+    let cfg = bridge_config(dir, redis, broker, "list", "")?;
+    let bridge = Bridge::start(&cfg)?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first = None;
+    loop {
+        let left = list_remaining(&rc).await?;
+        let queued: i64 = rc.llen(KEY).await?;
+        if first.is_none() && queued < n as i64 {
+            first = Some(Instant::now());
+        }
+        if left == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("unobserved drain timed out with {left} left").into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let secs = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
+    drop(bridge);
+    Ok(if secs > 0.0 { n as f64 / secs } else { 0.0 })
+}
+
 struct Latency {
     rate: usize,
     p50_ms: f64,
@@ -718,8 +762,18 @@ async fn main() -> Res<()> {
     eprintln!("1/5 ceiling again, after the drains");
     counter.reset();
     let ceiling_after = ceiling(&broker.url(), &payloads).await?;
-    drop(payloads);
     let ceiling_rate = ceiling_before.max(ceiling_after);
+
+    // The same pair with nobody subscribed: the QoS 1 subscriber above makes the broker do
+    // twice the work on the same cores; this shows what the bridge does on its own.
+    eprintln!("2/5 ceiling and list drain without a subscriber (timed from Redis)");
+    counter.pause().await?;
+    let ceiling_nosub = ceiling(&broker.url(), &payloads).await?;
+    drop(payloads);
+    preload_list(&redis, n, 0)?;
+    let drain_nosub = drain_unobserved(&redis, &broker, dir.path(), n).await?;
+    let _: () = rc.del(KEY).await?;
+    counter.resume().await?;
 
     eprintln!("3/5 latency at 1,000/s and 10,000/s");
     let cfg = bridge_config(dir.path(), &redis, &broker, "list", "")?;
@@ -785,6 +839,18 @@ async fn main() -> Res<()> {
             );
         }
     }
+    let _ = writeln!(
+        table,
+        "{:<44} {:>12.0}/s {:>10}",
+        "ceiling without a subscriber", ceiling_nosub, "1.00"
+    );
+    let _ = writeln!(
+        table,
+        "{:<44} {:>12.0}/s {:>10.2}",
+        "drain list without a subscriber (Redis-timed)",
+        drain_nosub,
+        drain_nosub / ceiling_nosub
+    );
     let _ = writeln!(
         table,
         "{:<44} {:>14}",
@@ -873,6 +939,9 @@ async fn main() -> Res<()> {
         "redis_calls_per_event_stream": stream.as_ref().map(|s| s.redis_calls_per_event).ok(),
         "drain_list_per_s": list.events_per_s,
         "drain_list_ratio": list.events_per_s / ceiling_rate,
+        "ceiling_no_subscriber_per_s": ceiling_nosub,
+        "drain_list_no_subscriber_per_s": drain_nosub,
+        "drain_list_no_subscriber_ratio": drain_nosub / ceiling_nosub,
         "drain_stream_per_s": stream_rate,
         "latency_1k_ms": {"p50": lat1k.p50_ms, "p99": lat1k.p99_ms, "max": lat1k.max_ms},
         "latency_10k_ms": {"p50": lat10k.p50_ms, "p99": lat10k.p99_ms, "max": lat10k.max_ms},
