@@ -360,10 +360,7 @@ impl EventSource for ListSource {
         if deliveries.is_empty() {
             return Ok(());
         }
-        let args: Vec<Value> = deliveries
-            .iter()
-            .map(|d| Value::Bytes(d.raw.clone()))
-            .collect();
+        let args = raw_args(deliveries);
         let v = ACK
             .run(
                 &self.client.with_options(&once(self.timeout)),
@@ -395,10 +392,7 @@ impl EventSource for ListSource {
         if deliveries.is_empty() {
             return Ok(());
         }
-        let args: Vec<Value> = deliveries
-            .iter()
-            .map(|d| Value::Bytes(d.raw.clone()))
-            .collect();
+        let args = raw_args(deliveries);
         let v = NACK
             .run(
                 &self.client.with_options(&once(self.timeout)),
@@ -448,4 +442,12 @@ impl EventSource for ListSource {
             .map_err(RedisError::cmd("LLEN"))?;
         Ok(Some(n.max(0) as u64))
     }
+}
+
+/// The exact bytes of each delivery, as script arguments (ack and nack find items by them).
+fn raw_args(deliveries: &[Delivery]) -> Vec<Value> {
+    deliveries
+        .iter()
+        .map(|d| Value::Bytes(d.raw.clone()))
+        .collect()
 }
