@@ -4,18 +4,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nemo_events::Qos;
-use nemo_mqtt::{MqttConfig, Received, Subscriber};
+use nemo_mqtt::Received;
 use nemo_testkit::{Mosquitto, RedisServer};
+
+mod support;
+use support::{KEY, collect, http_get, producer, subscriber};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-const KEY: &str = "nemo_mqtt_events";
 const HMAC_KEY: &str = "nemo-fixture-secret";
 
 /// A running bridge child process; killed on drop.
@@ -85,25 +85,6 @@ impl Drop for Bridge {
     }
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    Some((code, body))
-}
-
 struct Setup {
     dir: tempfile::TempDir,
     http: u16,
@@ -146,46 +127,6 @@ impl Setup {
             self.dir.path().join(format!("{tag}.log")),
         )
     }
-}
-
-async fn producer(redis: &RedisServer) -> nemo_redis::Producer {
-    let cfg = nemo_redis::RedisConfig {
-        url: redis.url_db(1),
-        key: KEY.into(),
-        ..Default::default()
-    };
-    let r = nemo_redis::Redis::connect(&cfg, &nemo_backoff::BackoffConfig::default())
-        .await
-        .unwrap();
-    r.producer()
-}
-
-async fn subscriber(url: &str, id: &str, persistent: bool) -> Subscriber {
-    let cfg = MqttConfig {
-        client_id: id.into(),
-        clean_session: !persistent,
-        ..MqttConfig::for_url(url)
-    };
-    Subscriber::connect(cfg, &["nemo/#"], Qos::AtLeastOnce)
-        .await
-        .unwrap()
-}
-
-/// Receive until `done(received)` or the time limit.
-async fn collect(
-    sub: &mut Subscriber,
-    limit: Duration,
-    mut done: impl FnMut(&[Received]) -> bool,
-) -> Vec<Received> {
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + limit;
-    while !done(&got) {
-        match tokio::time::timeout_at(deadline, sub.recv()).await {
-            Ok(Some(m)) => got.push(m),
-            _ => break,
-        }
-    }
-    got
 }
 
 fn fixture_lines(name: &str) -> Vec<String> {

@@ -8,14 +8,14 @@
 //! (VmHWM from /proc) stays bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
 use nemo_testkit::{Mosquitto, RedisServer};
-use reliability_support::*;
+use support::*;
 
 const BAD: usize = 10_000;
 const GOOD: usize = 2_000;

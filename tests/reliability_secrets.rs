@@ -5,13 +5,13 @@
 //! (valid and invalid configurations).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
 use nemo_testkit::{Mosquitto, RedisServer};
-use reliability_support::*;
+use support::*;
 
 const MQTT_PW: &str = "mqttpw-Q7x9Kc2Hv";
 const BAD_MQTT_PW: &str = "badmqttpw-K1m3Ps7";

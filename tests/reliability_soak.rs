@@ -10,7 +10,7 @@
 //! `cargo test --release --test reliability_soak -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use nemo_backoff::{Backoff, BackoffConfig};
 use nemo_events::Qos;
 use nemo_mqtt::{MqttConfig, Subscriber};
 use nemo_testkit::{Mosquitto, RedisServer};
-use reliability_support::*;
+use support::*;
 
 struct Plan {
     events: usize,

@@ -9,14 +9,14 @@
 //!   every event arrives, nothing lost.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nemo_testkit::{Mosquitto, RedisServer};
-use reliability_support::*;
+use support::*;
 
 fn mentions_timeout(text: &str) -> bool {
     let l = text.to_lowercase();

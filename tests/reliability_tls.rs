@@ -6,7 +6,7 @@
 //! (0x10). `rediss://` with the harness CA works end to end too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nemo_testkit::{CertOptions, Certs, Mosquitto, RedisServer};
-use reliability_support::*;
+use support::*;
 
 fn ca_line(ca: &Path) -> String {
     format!("ca_file = \"{}\"\n", ca.display())

@@ -1,5 +1,6 @@
-//! Shared helpers of the reliability suite (`tests/reliability_*.rs`): spawn the `bridge` binary
-//! with a TOML config, read its log, its RSS and its HTTP endpoints, push raw items, subscribe.
+//! Shared helpers of the end-to-end tests (`tests/bridge_e2e.rs`, `tests/reliability_*.rs`):
+//! spawn the `bridge` binary with a TOML config, read its log, its RSS and its HTTP endpoints,
+//! push raw items, subscribe and collect.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::io::{Read, Write};
