@@ -582,10 +582,12 @@ async fn drain_unobserved(
     broker: &Mosquitto,
     dir: &Path,
     n: usize,
-) -> Res<f64> {
+) -> Res<(f64, CpuSplit)> {
     let rc = redis_client(redis).await?;
     let cfg = bridge_config(dir, redis, broker, "list", "")?;
     let bridge = Bridge::start(&cfg)?;
+    // From the spawn: the bridge's start-up CPU (a few ms) counts against it.
+    let cpu = CpuMeter::start(bridge.pid(), redis, broker);
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut first = None;
     loop {
@@ -603,8 +605,47 @@ async fn drain_unobserved(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let secs = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
+    let split = cpu.per_event(n);
     drop(bridge);
-    Ok(if secs > 0.0 { n as f64 / secs } else { 0.0 })
+    Ok((if secs > 0.0 { n as f64 / secs } else { 0.0 }, split))
+}
+
+/// CPU time per event of the publishing process (the bench itself for the ceiling, the
+/// bridge for a drain), the broker and Redis, in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSplit {
+    publisher_us: f64,
+    broker_us: f64,
+    redis_us: f64,
+}
+
+/// Samples the CPU time of the three processes at the start and the end of a measurement.
+struct CpuMeter {
+    pids: [u32; 3],
+    start: [f64; 3],
+}
+
+impl CpuMeter {
+    fn start(publisher: u32, redis: &RedisServer, broker: &Mosquitto) -> Self {
+        let pids = [
+            publisher,
+            broker.pid().unwrap_or(0),
+            redis.pid().unwrap_or(0),
+        ];
+        Self {
+            pids,
+            start: pids.map(cpu_s),
+        }
+    }
+
+    fn per_event(&self, n: usize) -> CpuSplit {
+        let us = |i: usize| (cpu_s(self.pids[i]) - self.start[i]) * 1e6 / n.max(1) as f64;
+        CpuSplit {
+            publisher_us: us(0),
+            broker_us: us(1),
+            redis_us: us(2),
+        }
+    }
 }
 
 struct Latency {
@@ -768,10 +809,12 @@ async fn main() -> Res<()> {
     // twice the work on the same cores; this shows what the bridge does on its own.
     eprintln!("2/5 ceiling and list drain without a subscriber (timed from Redis)");
     counter.pause().await?;
+    let cpu = CpuMeter::start(std::process::id(), &redis, &broker);
     let ceiling_nosub = ceiling(&broker.url(), &payloads).await?;
+    let ceiling_cpu = cpu.per_event(n);
     drop(payloads);
     preload_list(&redis, n, 0)?;
-    let drain_nosub = drain_unobserved(&redis, &broker, dir.path(), n).await?;
+    let (drain_nosub, drain_cpu) = drain_unobserved(&redis, &broker, dir.path(), n).await?;
     let _: () = rc.del(KEY).await?;
     counter.resume().await?;
 
@@ -851,6 +894,20 @@ async fn main() -> Res<()> {
         drain_nosub,
         drain_nosub / ceiling_nosub
     );
+    for (label, c) in [
+        ("  CPU/event: paho direct / broker / redis", ceiling_cpu),
+        ("  CPU/event: bridge / broker / redis", drain_cpu),
+    ] {
+        let _ = writeln!(
+            table,
+            "{:<44} {:>14}",
+            label,
+            format!(
+                "{:.1}/{:.1}/{:.1} us",
+                c.publisher_us, c.broker_us, c.redis_us
+            )
+        );
+    }
     let _ = writeln!(
         table,
         "{:<44} {:>14}",
@@ -942,6 +999,10 @@ async fn main() -> Res<()> {
         "ceiling_no_subscriber_per_s": ceiling_nosub,
         "drain_list_no_subscriber_per_s": drain_nosub,
         "drain_list_no_subscriber_ratio": drain_nosub / ceiling_nosub,
+        "cpu_us_per_event_no_subscriber": {
+            "ceiling": {"publisher": ceiling_cpu.publisher_us, "broker": ceiling_cpu.broker_us, "redis": ceiling_cpu.redis_us},
+            "drain": {"bridge": drain_cpu.publisher_us, "broker": drain_cpu.broker_us, "redis": drain_cpu.redis_us},
+        },
         "drain_stream_per_s": stream_rate,
         "latency_1k_ms": {"p50": lat1k.p50_ms, "p99": lat1k.p99_ms, "max": lat1k.max_ms},
         "latency_10k_ms": {"p50": lat10k.p50_ms, "p99": lat10k.p99_ms, "max": lat10k.max_ms},
