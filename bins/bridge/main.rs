@@ -37,7 +37,8 @@ enum Mode {
 ///
 /// Signals: SIGINT/SIGTERM stop gracefully (drain, return unconfirmed items, publish the offline
 /// status); SIGHUP re-reads the configuration (a new broker address is applied without losing
-/// events). Exit codes: 0 = stopped cleanly, 1 = runtime error, 2 = invalid configuration.
+/// events). Exit codes: 0 = stopped cleanly, 1 = runtime error, 2 = invalid configuration, 70 = the
+/// watchdog found the pipeline stalled (let the service manager restart the bridge).
 #[derive(Debug, Parser)]
 #[command(name = "bridge", version, about, long_about)]
 struct Cli {

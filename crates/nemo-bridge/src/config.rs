@@ -358,6 +358,25 @@ impl Config {
         Duration::from_secs(self.shutdown.drain_timeout_s)
     }
 
+    /// How long a running pipeline may go without a turn of its loop before the
+    /// [watchdog](crate::watchdog) declares it stalled: twice the longest single wait the
+    /// pipeline can legitimately make (a confirmation, a blocking Redis read plus its timeout,
+    /// the drain at a stop), plus 30 s. 90 s with the defaults.
+    ///
+    /// ```
+    /// let cfg = nemo_bridge::config::Config::default();
+    /// assert_eq!(cfg.stall_limit(), std::time::Duration::from_secs(90));
+    /// ```
+    pub fn stall_limit(&self) -> Duration {
+        let redis = self.redis_config();
+        let longest = self
+            .mqtt
+            .confirm_timeout()
+            .max(redis.command_timeout() + redis.block() + Duration::from_secs(5))
+            .max(self.drain_timeout());
+        longest * 2 + Duration::from_secs(30)
+    }
+
     /// A copy with every secret replaced by `***`: passwords, HMAC key, passwords in URLs.
     ///
     /// ```

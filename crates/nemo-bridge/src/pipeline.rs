@@ -61,6 +61,8 @@ use nemo_mqtt::{EventSink, MqttError, OutMessage};
 use nemo_redis::{Delivery, EventSource};
 use tracing::{debug, error, info, warn};
 
+use crate::watchdog::Heartbeat;
+
 /// Turns one raw queue item into the messages to publish.
 ///
 /// `Err(reason)` means the item is bad input: it is dead-lettered with `reason` (one line that
@@ -228,6 +230,7 @@ pub struct Pipeline<S, K, P> {
     report: RunReport,
     retry: Backoff,
     metrics: Metrics,
+    heartbeat: Option<Heartbeat>,
 }
 
 impl<S, K, P> std::fmt::Debug for Pipeline<S, K, P> {
@@ -265,6 +268,21 @@ where
             report: RunReport::default(),
             retry,
             metrics: Metrics::new(),
+            heartbeat: None,
+        }
+    }
+
+    /// Beat `heartbeat` on every turn of the run loop, so that a
+    /// [`Watchdog`](crate::watchdog::Watchdog) notices if the pipeline ever stops moving. It
+    /// is active from the start of [`run`](Self::run) until it returned.
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = Some(heartbeat);
+        self
+    }
+
+    fn beat(&self) {
+        if let Some(h) = &self.heartbeat {
+            h.beat();
         }
     }
 
@@ -291,7 +309,11 @@ where
         let mut stop = std::pin::pin!(stop);
         let mut failing = false;
         let mut redis_down = false;
+        if let Some(h) = &self.heartbeat {
+            h.set_active(true);
+        }
         loop {
+            self.beat();
             // 1. Take note of every confirmation that is already there.
             while let Some(Some(res)) = self.pending.next().now_or_never() {
                 self.on_confirm(res, &mut failing);
@@ -349,6 +371,7 @@ where
                         let got = !deliveries.is_empty();
                         for d in deliveries {
                             self.admit(d).await;
+                            self.beat();
                         }
                         self.metrics.in_flight.set(self.slots.len() as f64);
                         if got {
@@ -562,6 +585,7 @@ where
     }
 
     async fn finish(&mut self, mode: StopMode) -> RunReport {
+        self.beat();
         if mode == StopMode::Drain && !self.pending.is_empty() {
             let deadline = tokio::time::Instant::now() + self.opts.drain_timeout;
             let mut ignored = false;
@@ -615,6 +639,9 @@ where
             }
         }
         self.metrics.in_flight.set(0.0);
+        if let Some(h) = &self.heartbeat {
+            h.set_active(false);
+        }
         std::mem::take(&mut self.report)
     }
 }

@@ -510,3 +510,50 @@ async fn an_idle_pipeline_acks_at_once_below_the_batch_size() {
     stop.send(StopMode::Drain).unwrap();
     assert_eq!(task.await.unwrap().acked, 1);
 }
+
+/// A sink whose publish blocks its thread (as a wedged C library would) the first time.
+struct WedgedSink(AtomicBool);
+
+impl EventSink for WedgedSink {
+    fn publish(&self, _msg: OutMessage) -> nemo_mqtt::Confirm {
+        if !self.0.swap(true, Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        Box::pin(futures::future::ready(Ok(())))
+    }
+    fn is_connected(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn the_watchdog_sees_a_pipeline_wedged_inside_the_sink() {
+    use crate::watchdog::{Heartbeat, Watchdog};
+    let hb = Heartbeat::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _dog = Watchdog::spawn(hb.clone(), Duration::from_millis(200), move |s| {
+        let _ = tx.send(s);
+    })
+    .unwrap();
+    let source = FakeSource::with(&["a", "b"]);
+    let mut p = Pipeline::new(
+        source.clone(),
+        WedgedSink(AtomicBool::new(false)),
+        passthrough,
+        opts(4),
+    )
+    .with_heartbeat(hb.clone());
+    // The whole runtime thread is blocked in the first publish; the watchdog runs on its own.
+    let report = p
+        .run(async {
+            while source.acked().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            StopMode::Drain
+        })
+        .await;
+    let silent = rx.try_recv().expect("the watchdog fired during the wedge");
+    assert!(silent > Duration::from_millis(200), "{silent:?}");
+    assert_eq!(report.acked, 2);
+    assert_eq!(hb.silent_for(), None, "inactive after the run");
+}

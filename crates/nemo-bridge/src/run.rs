@@ -27,6 +27,10 @@ use crate::config::{Config, ConfigError};
 use crate::http::Health;
 use crate::pipeline::{Pipeline, PipelineOptions, StopMode};
 use crate::prepare::ItemPreparer;
+use crate::watchdog::{Heartbeat, Watchdog};
+
+/// The exit status of a bridge whose pipeline stalled (`EX_SOFTWARE`); see [`crate::watchdog`].
+pub const STALL_EXIT_CODE: i32 = 70;
 
 /// A request to the running bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,12 @@ pub enum BridgeError {
     /// The broker could not be reached or rejected us.
     #[error("mqtt: {0}")]
     Mqtt(#[from] MqttError),
+    /// The watchdog thread could not be started.
+    #[error("cannot start the watchdog thread: {source}")]
+    Watchdog {
+        /// Why.
+        source: std::io::Error,
+    },
     /// The HTTP endpoint could not be started.
     #[error("http: cannot listen on {addr}: {source}")]
     Http {
@@ -277,6 +287,21 @@ pub async fn run(
     let mut mqtt_task = watch_mqtt(publisher.state(), health.clone(), status_tx.clone());
     let mut prep = preparer(&cfg)?;
 
+    // The last line of defence: exit (the service manager restarts us) if a running pipeline
+    // stops turning; see `watchdog`.
+    let heartbeat = Heartbeat::new();
+    let stall_limit = cfg.stall_limit();
+    let _watchdog = Watchdog::spawn(heartbeat.clone(), stall_limit, move |silent| {
+        error!(
+            silent_s = silent.as_secs(),
+            limit_s = stall_limit.as_secs(),
+            "pipeline made no progress for {} s (a bug; please report it with this log); exiting with status {STALL_EXIT_CODE} so that the service manager restarts the bridge; events in flight are still in Redis and are published again after the restart",
+            silent.as_secs()
+        );
+        std::process::exit(STALL_EXIT_CODE);
+    })
+    .map_err(|source| BridgeError::Watchdog { source })?;
+
     let token = Lease::new_token();
     'outer: loop {
         // Single-active lease: wait as standby until it is ours.
@@ -326,7 +351,8 @@ pub async fn run(
                 publisher.clone(),
                 prep.clone(),
                 pipeline_options(&cfg),
-            );
+            )
+            .with_heartbeat(heartbeat.clone());
             let mut ended = Ended::Shutdown;
             let report = pipeline
                 .run(async {
