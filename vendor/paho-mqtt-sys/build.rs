@@ -275,6 +275,8 @@ mod build {
 
         // We rerun the build if this `build.rs` file is changed.
         println!("cargo:rerun-if-changed=build.rs");
+        // nemo-mqtt: the C sources carry patches (PATCHED.md); rebuild when they change.
+        println!("cargo:rerun-if-changed=paho.mqtt.c/src");
 
         // Mske sure that the Git submodule is checked out
         if !Path::new("paho.mqtt.c/.git").exists() {

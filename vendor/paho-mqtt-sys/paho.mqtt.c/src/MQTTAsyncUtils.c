@@ -61,6 +61,7 @@ static void MQTTAsync_stop(void);
 static void MQTTAsync_closeOnly(Clients* client, enum MQTTReasonCodes reasonCode, MQTTProperties* props);
 static int clientStructCompare(void* a, void* b);
 static int MQTTAsync_cleanSession(Clients* client);
+static void MQTTAsync_failQueuedPublishes(Clients* client);
 static int MQTTAsync_deliverMessage(MQTTAsyncs* m, char* topicName, size_t topicLen, MQTTAsync_message* mm);
 static int MQTTAsync_disconnect_internal(MQTTAsync handle, int timeout);
 static int cmdMessageIDCompare(void* a, void* b);
@@ -2500,8 +2501,79 @@ void MQTTAsync_closeSession(Clients* client, enum MQTTReasonCodes reasonCode, MQ
 
 	if (client->cleansession ||
 			(client->MQTTVersion >= MQTTVERSION_5 && client->sessionExpiry == 0))
+	{
 		MQTTAsync_cleanSession(client);
+		/* nemo-mqtt patch 2 (vendor/paho-mqtt-sys/PATCHED.md) */
+		MQTTAsync_failQueuedPublishes(client);
+	}
 
+	FUNC_EXIT;
+}
+
+
+/*
+ * nemo-mqtt patch 2: when the session ends (connection lost with a clean session) and the
+ * client must not send while disconnected, fail the PUBLISH commands still waiting in the
+ * command queue, as MQTTAsync_freeCommands does at destroy. Otherwise they are written on the
+ * next connection, after the messages that were in flight at the loss have been failed: the
+ * application republishes those older messages after the newer ones, out of order.
+ * Called with mqttasync_mutex held, like MQTTAsync_freeCommands.
+ */
+static void MQTTAsync_failQueuedPublishes(Clients* client)
+{
+	ListElement* found = NULL;
+	ListElement* current = NULL;
+	ListElement* next = NULL;
+	MQTTAsyncs* m = NULL;
+	int count = 0;
+
+	FUNC_ENTRY;
+	if ((found = ListFindItem(MQTTAsync_handles, client, clientStructCompare)) == NULL)
+		goto exit;
+	m = (MQTTAsyncs*)(found->content);
+	if (m->createOptions && m->createOptions->sendWhileDisconnected)
+		goto exit;
+	current = ListNextElement(MQTTAsync_commands, &next);
+	ListNextElement(MQTTAsync_commands, &next);
+	while (current)
+	{
+		MQTTAsync_queuedCommand* command = (MQTTAsync_queuedCommand*)(current->content);
+
+		if (command->client == m && command->command.type == PUBLISH)
+		{
+			ListDetach(MQTTAsync_commands, command);
+			m->noBufferedMessages--;
+#if !defined(NO_PERSISTENCE)
+			if (m->c->persistence)
+				MQTTAsync_unpersistCommand(command);
+#endif
+			if (command->command.onFailure)
+			{
+				MQTTAsync_failureData data;
+
+				data.token = command->command.token;
+				data.code = MQTTASYNC_OPERATION_INCOMPLETE;
+				data.message = NULL;
+				(*(command->command.onFailure))(command->command.context, &data);
+			}
+			else if (command->command.onFailure5)
+			{
+				MQTTAsync_failureData5 data = MQTTAsync_failureData5_initializer;
+
+				data.token = command->command.token;
+				data.code = MQTTASYNC_OPERATION_INCOMPLETE;
+				data.message = NULL;
+				data.packet_type = PUBLISH;
+				(*(command->command.onFailure5))(command->command.context, &data);
+			}
+			MQTTAsync_freeCommand(command);
+			count++;
+		}
+		current = next;
+		ListNextElement(MQTTAsync_commands, &next);
+	}
+	Log(TRACE_MINIMUM, -1, "%d queued publish commands failed for client %s", count, m->c->clientID);
+exit:
 	FUNC_EXIT;
 }
 
