@@ -1,7 +1,9 @@
 //! Items/s moved through take + ack in list mode, single (max = 1) vs batched
 //! (max = 256), 100,000 items, on a private redis-server (nemo-testkit).
 //!
-//! `cargo bench -p nemo-redis --bench take_ack` (prints numbers; no assertions).
+//! `cargo bench -p nemo-redis --bench take_ack` (prints numbers; no assertions). Also prints
+//! redis-server's CPU time per item (`/proc/<pid>/stat`), the figure to compare when a script
+//! changes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -10,7 +12,17 @@ use nemo_redis::{EventSource, ListSource, Mode, Redis, RedisConfig};
 
 const N: usize = 100_000;
 
-async fn run(redis: &Redis, max: usize) -> f64 {
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Items/s and redis-server CPU µs per item.
+async fn run(redis: &Redis, server_pid: u32, max: usize) -> (f64, f64) {
     let items: Vec<Vec<u8>> = (0..N)
         .map(|i| {
             format!(
@@ -22,6 +34,7 @@ async fn run(redis: &Redis, max: usize) -> f64 {
         .collect();
     redis.producer().enqueue_raw_many(&items).await.unwrap();
     let mut src = ListSource::new(redis).await.unwrap();
+    let cpu0 = cpu_s(server_pid);
     let start = Instant::now();
     let mut n = 0;
     while n < N {
@@ -30,8 +43,9 @@ async fn run(redis: &Redis, max: usize) -> f64 {
         src.ack(&batch).await.unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_s(server_pid) - cpu0;
     assert_eq!(redis.stats().processing_len().await.unwrap(), 0);
-    N as f64 / secs
+    (N as f64 / secs, cpu * 1e6 / N as f64)
 }
 
 fn main() {
@@ -53,9 +67,12 @@ fn main() {
         let redis = Redis::connect(&cfg, &nemo_backoff::BackoffConfig::default())
             .await
             .unwrap();
-        for max in [1usize, 16, 256] {
-            let rate = run(&redis, max).await;
-            println!("take_ack list mode: max={max:<4} {N} items  {rate:>10.0} items/s");
+        let pid = server.pid().unwrap_or(0);
+        for max in [1usize, 16, 32, 256] {
+            let (rate, cpu) = run(&redis, pid, max).await;
+            println!(
+                "take_ack list mode: max={max:<4} {N} items  {rate:>10.0} items/s  redis-server {cpu:>5.2} us/item"
+            );
         }
     });
 }
