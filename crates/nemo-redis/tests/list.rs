@@ -173,6 +173,54 @@ async fn nack_puts_items_back_at_the_head_in_order() -> TestResult {
     Ok(())
 }
 
+/// Acks normally remove the rightmost items of `processing` in one trim; acks that are not the
+/// oldest items (out of order, or with a gap) must still remove exactly the acked ones.
+#[tokio::test]
+async fn acks_out_of_order_and_with_gaps_remove_exactly_the_acked_items() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    let all = items(6);
+    redis.producer().enqueue_raw_many(&all).await?;
+    let mut src = ListSource::new(&redis).await?;
+    let b = src.take(6, Duration::ZERO).await?;
+    let raw = |i: usize| String::from_utf8_lossy(&b[i].raw).into_owned();
+    src.ack(&[b[4].clone(), b[5].clone()]).await?; // the newest two, not at the tail
+    src.ack(&[b[1].clone(), b[3].clone()]).await?; // a gap
+    let left = server.cli(&["LRANGE", PROCESSING, "0", "-1"])?;
+    assert_eq!(left, format!("{}\n{}", raw(2), raw(0)), "newest first");
+    src.ack(&[b[0].clone(), b[2].clone()]).await?; // the tail again, now with a gap in between
+    assert_eq!(cli_len(&server, PROCESSING), 0);
+    Ok(())
+}
+
+/// A take larger than one `LPUSH` chunk (1,000) keeps the order.
+#[tokio::test]
+async fn a_take_of_several_thousand_keeps_the_order() -> TestResult {
+    let server = RedisServer::start()?;
+    let redis = connect(&server, Mode::List, KEY).await;
+    let all = items(2_500);
+    redis.producer().enqueue_raw_many(&all).await?;
+    let mut src = ListSource::new(&redis).await?;
+    let b = src.take(2_400, Duration::ZERO).await?;
+    let got: Vec<Vec<u8>> = b.iter().map(|d| d.raw.to_vec()).collect();
+    assert_eq!(got, all[..2_400].to_vec(), "oldest first");
+    assert_eq!(cli_len(&server, PROCESSING), 2_400);
+    assert_eq!(cli_len(&server, KEY), 100);
+    // A crash now: recovery gives them back in the same order, before the 100 left.
+    drop(src);
+    let mut again = ListSource::new(&redis).await?;
+    let mut seen = Vec::new();
+    while seen.len() < all.len() {
+        let batch = again.take(700, Duration::ZERO).await?;
+        assert!(!batch.is_empty());
+        again.ack(&batch).await?;
+        seen.extend(batch.into_iter().map(|d| d.raw.to_vec()));
+    }
+    assert_eq!(seen, all);
+    assert_eq!(cli_len(&server, PROCESSING), 0);
+    Ok(())
+}
+
 #[tokio::test]
 async fn ack_removes_exactly_one_copy_of_duplicates() -> TestResult {
     let server = RedisServer::start()?;
