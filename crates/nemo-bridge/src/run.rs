@@ -346,6 +346,7 @@ pub async fn run(
 
         let mut source = BoxSource(redis.source().await?);
         loop {
+            heartbeat.set_limit(cfg.stall_limit()); // a reload may have changed the timeouts
             let mut pipeline = Pipeline::new(
                 source,
                 publisher.clone(),

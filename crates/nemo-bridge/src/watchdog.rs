@@ -48,6 +48,8 @@ struct Inner {
     /// Milliseconds since `epoch` of the last beat.
     last_ms: AtomicU64,
     active: AtomicBool,
+    /// The silence, in ms, after which the watchdog fires (see [`Heartbeat::set_limit`]).
+    limit_ms: AtomicU64,
 }
 
 impl Default for Heartbeat {
@@ -64,6 +66,7 @@ impl Heartbeat {
                 epoch: Instant::now(),
                 last_ms: AtomicU64::new(0),
                 active: AtomicBool::new(false),
+                limit_ms: AtomicU64::new(u64::MAX),
             }),
         }
     }
@@ -80,6 +83,18 @@ impl Heartbeat {
             self.beat();
         }
         self.inner.active.store(on, Ordering::Release);
+    }
+
+    /// Change the silence after which the watchdog fires (e.g. after a configuration reload
+    /// changed the timeouts the limit is derived from).
+    pub fn set_limit(&self, limit: Duration) {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.inner.limit_ms.store(ms, Ordering::Release);
+    }
+
+    /// The current limit (see [`set_limit`](Self::set_limit)).
+    pub fn limit(&self) -> Duration {
+        Duration::from_millis(self.inner.limit_ms.load(Ordering::Acquire))
     }
 
     /// How long since the last beat, or `None` while not active.
@@ -110,8 +125,8 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// Watch `heartbeat` on a new thread, checking every `limit / 10` (between 10 ms and 1 s).
-    /// When an active heartbeat has been silent for more than `limit`, call `on_stall` once
-    /// with the silence and end.
+    /// When an active heartbeat has been silent for more than its limit — `limit`, or what
+    /// [`Heartbeat::set_limit`] set later — call `on_stall` once with the silence and end.
     ///
     /// # Errors
     /// The thread could not be spawned.
@@ -119,6 +134,7 @@ impl Watchdog {
     where
         F: FnOnce(Duration) + Send + 'static,
     {
+        heartbeat.set_limit(limit);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let every = (limit / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -128,7 +144,7 @@ impl Watchdog {
                 while !stopped.load(Ordering::Acquire) {
                     std::thread::sleep(every);
                     if let Some(silent) = heartbeat.silent_for()
-                        && silent > limit
+                        && silent > heartbeat.limit()
                     {
                         on_stall(silent);
                         return;
@@ -189,6 +205,16 @@ mod tests {
         let silent = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(silent > Duration::from_millis(50), "{silent:?}");
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    }
+
+    #[test]
+    fn a_raised_limit_applies_at_once() {
+        let (hb, _dog, rx) = watch(50);
+        hb.set_limit(Duration::from_secs(3600));
+        hb.set_active(true);
+        assert!(rx.recv_timeout(Duration::from_millis(400)).is_err());
+        hb.set_limit(Duration::from_millis(50));
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
     }
 
     #[test]
