@@ -142,8 +142,13 @@ async fn stalled_redis_times_out_and_recovers_after_thaw() -> TestResult {
     let said = bridge.wait_log(Duration::from_secs(15), |l| {
         mentions_timeout(&l[before.min(l.len())..])
     });
-    let ready_during = bridge.get("/readyz").map(|r| r.0);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // /readyz turns 503 within one health check (every 3 s, bounded by the 1 s command timeout).
+    let mut ready_during = bridge.get("/readyz").map(|r| r.0);
+    let until = Instant::now() + Duration::from_secs(10);
+    while ready_during != Some(503) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ready_during = bridge.get("/readyz").map(|r| r.0);
+    }
     let alive = bridge.alive();
     redis.thaw()?;
     let stalled = froze.elapsed();
@@ -161,6 +166,20 @@ async fn stalled_redis_times_out_and_recovers_after_thaw() -> TestResult {
         "no retry logged during the stall:\n{during}"
     );
     assert!(alive, "bridge died during the stall:\n{}", bridge.tail(30));
+    assert_eq!(
+        ready_during,
+        Some(503),
+        "/readyz must say not ready while Redis does not answer:\n{during}"
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while bridge.get("/readyz").map(|r| r.0) != Some(200) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        bridge.get("/readyz").map(|r| r.0),
+        Some(200),
+        "/readyz ready again after the thaw"
+    );
 
     // Recovery: everything queued after the thaw arrives, in order.
     let second: Vec<String> = (100..300).map(|s| item(s % 4, s)).collect();

@@ -254,14 +254,20 @@ pub async fn run(
         }
     });
 
-    // Queue depth gauge and Redis health, every few seconds.
+    // Queue depth gauge and Redis health, every few seconds. Bounded by the command timeout:
+    // a Redis that stalls (accepts, never answers) makes /readyz say so.
     let stats_task = {
         let stats = redis.stats();
         let health = health.clone();
+        let limit = redis_cfg.command_timeout();
         tokio::spawn(async move {
             let mut down = false;
             loop {
-                match stats.depth().await {
+                let depth = match tokio::time::timeout(limit, stats.depth()).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+                };
+                match depth {
                     Ok(d) => {
                         metrics::gauge!("nemo_bridge_queue_depth").set(d as f64);
                         health.set_redis(true);
