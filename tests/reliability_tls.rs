@@ -348,6 +348,13 @@ async fn rediss_with_the_harness_ca_delivers_end_to_end() -> TestResult {
             .unwrap_or("(none)")
     );
     assert!(said, "no TLS error logged:\n{}", bridge2.tail(20));
+    let log = bridge2.log();
+    assert!(
+        log.contains("redis: TLS handshake with rediss://localhost:")
+            && log.contains("certificate verify failed: self-signed certificate in certificate chain (is the CA that signed the server certificate in redis.ca_file?)"),
+        "one readable line naming the cause:\n{log}"
+    );
+    assert!(!log.contains("ErrorStack"), "no Debug dump:\n{log}");
     assert!(got.is_empty());
     assert_eq!(llen(&redis, KEY), 1);
     Ok(())

@@ -183,11 +183,61 @@ fn invalid_url(cfg: &RedisConfig, e: &fred::error::Error) -> RedisError {
 }
 
 async fn init<C: ClientLike>(c: &C, cfg: &RedisConfig) -> Result<(), RedisError> {
-    c.init().await.map_err(|source| RedisError::Connect {
-        url: cfg.redacted_url(),
-        source,
+    c.init().await.map_err(|source| {
+        if *source.kind() == fred::error::ErrorKind::Tls {
+            RedisError::TlsHandshake {
+                url: cfg.redacted_url(),
+                reason: tls_reason(source.details()),
+            }
+        } else {
+            RedisError::Connect {
+                url: cfg.redacted_url(),
+                source,
+            }
+        }
     })?;
     Ok(())
+}
+
+/// One readable line from the TLS error fred passes on (a `Debug` dump of OpenSSL's error
+/// stack and its `X509VerifyResult`), with a hint for the usual causes.
+///
+/// ```
+/// let details = r#"Ssl(Error { code: ErrorCode(1), cause: Some(Ssl(ErrorStack([Error { code: 167772294, library: "SSL routines", function: "tls_post_process_server_certificate", reason: "certificate verify failed", file: "../ssl/statem/statem_clnt.c", line: 1889 }]))) }, X509VerifyResult { code: 19, error: "self-signed certificate in certificate chain" })"#;
+/// assert_eq!(
+///     nemo_redis::tls_reason(details),
+///     "certificate verify failed: self-signed certificate in certificate chain (is the CA that signed the server certificate in redis.ca_file?)"
+/// );
+/// ```
+pub fn tls_reason(details: &str) -> String {
+    let quoted_after = |marker: &str| -> Option<&str> {
+        let start = details.find(marker)? + marker.len();
+        let rest = &details[start..];
+        Some(&rest[..rest.find('"')?])
+    };
+    let code = details.find("X509VerifyResult { code: ").and_then(|i| {
+        let rest = &details[i + "X509VerifyResult { code: ".len()..];
+        rest[..rest.find(',')?].trim().parse::<i32>().ok()
+    });
+    let verify = details.find("X509VerifyResult").and_then(|i| {
+        let rest = &details[i..];
+        let start = rest.find("error: \"")? + "error: \"".len();
+        let tail = &rest[start..];
+        Some(&tail[..tail.find('"')?])
+    });
+    let hint = match code {
+        Some(10) => " (check the server certificate's validity dates and the clock)",
+        Some(18..=21) | Some(2) | Some(7) => {
+            " (is the CA that signed the server certificate in redis.ca_file?)"
+        }
+        Some(62) => " (the server certificate is not issued for the host in redis.url)",
+        _ => "",
+    };
+    match (verify, quoted_after("reason: \"")) {
+        (Some(v), _) if v != "ok" => format!("certificate verify failed: {v}{hint}"),
+        (_, Some(r)) => r.to_string(),
+        _ => details.lines().next().unwrap_or(details).to_string(),
+    }
 }
 
 /// fred's reconnect policy from the `[backoff]` table: exponential from

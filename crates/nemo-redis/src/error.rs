@@ -33,6 +33,15 @@ pub enum RedisError {
     /// TLS setup failed (CA or client certificate files).
     #[error("redis TLS setup failed: {0}")]
     Tls(String),
+    /// The TLS handshake with the server failed: its certificate is not trusted, has expired,
+    /// or is not issued for the host. Not transient: retrying does not help.
+    #[error("TLS handshake with {url} failed: {reason}")]
+    TlsHandshake {
+        /// The URL with its password replaced by `***`.
+        url: String,
+        /// What the certificate check said, in one line, with a hint.
+        reason: String,
+    },
     /// The first connection could not be made.
     #[error("cannot connect to Redis at {url}: {source}")]
     Connect {
