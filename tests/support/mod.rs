@@ -261,6 +261,20 @@ pub fn llen(redis: &RedisServer, key: &str) -> usize {
         .unwrap_or_else(|_| panic!("LLEN {key}: redis-cli said {out:?}"))
 }
 
+/// Wait (up to `limit`) until the queue and the processing list are both empty, and return
+/// their lengths. A subscriber having received an event does not mean the bridge has acked it
+/// yet: the ack follows the broker's confirmation.
+pub fn wait_drained(redis: &RedisServer, limit: Duration) -> (usize, usize) {
+    let until = Instant::now() + limit;
+    loop {
+        let lens = (llen(redis, KEY), llen(redis, PROCESSING));
+        if lens == (0, 0) || Instant::now() > until {
+            return lens;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Run the bridge binary to completion with extra args and env.
 pub fn run_bridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bridge"));
