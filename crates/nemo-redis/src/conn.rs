@@ -201,15 +201,7 @@ async fn init<C: ClientLike>(c: &C, cfg: &RedisConfig) -> Result<(), RedisError>
 
 /// One readable line from the TLS error fred passes on (a `Debug` dump of OpenSSL's error
 /// stack and its `X509VerifyResult`), with a hint for the usual causes.
-///
-/// ```
-/// let details = r#"Ssl(Error { code: ErrorCode(1), cause: Some(Ssl(ErrorStack([Error { code: 167772294, library: "SSL routines", function: "tls_post_process_server_certificate", reason: "certificate verify failed", file: "../ssl/statem/statem_clnt.c", line: 1889 }]))) }, X509VerifyResult { code: 19, error: "self-signed certificate in certificate chain" })"#;
-/// assert_eq!(
-///     nemo_redis::tls_reason(details),
-///     "certificate verify failed: self-signed certificate in certificate chain (is the CA that signed the server certificate in redis.ca_file?)"
-/// );
-/// ```
-pub fn tls_reason(details: &str) -> String {
+pub(crate) fn tls_reason(details: &str) -> String {
     let quoted_after = |marker: &str| -> Option<&str> {
         let start = details.find(marker)? + marker.len();
         let rest = &details[start..];
@@ -502,6 +494,25 @@ mod tests {
             ),
             "grows at least x2"
         );
+    }
+
+    #[test]
+    fn tls_errors_become_one_readable_line() {
+        let untrusted = r#"Ssl(Error { code: ErrorCode(1), cause: Some(Ssl(ErrorStack([Error { code: 167772294, library: "SSL routines", function: "tls_post_process_server_certificate", reason: "certificate verify failed", file: "../ssl/statem/statem_clnt.c", line: 1889 }]))) }, X509VerifyResult { code: 19, error: "self-signed certificate in certificate chain" })"#;
+        assert_eq!(
+            tls_reason(untrusted),
+            "certificate verify failed: self-signed certificate in certificate chain (is the CA that signed the server certificate in redis.ca_file?)"
+        );
+        let expired = untrusted.replace("code: 19", "code: 10").replace(
+            "self-signed certificate in certificate chain",
+            "certificate has expired",
+        );
+        assert!(tls_reason(&expired).ends_with(
+            "has expired (check the server certificate's validity dates and the clock)"
+        ));
+        let no_verify = r#"Ssl(Error { code: ErrorCode(1), cause: Some(Ssl(ErrorStack([Error { reason: "wrong version number" }]))) }, X509VerifyResult { code: 0, error: "ok" })"#;
+        assert_eq!(tls_reason(no_verify), "wrong version number");
+        assert_eq!(tls_reason("handshake eof"), "handshake eof");
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub mod stream;
 
 pub use compat::{BridgeStatus, ControlCommand, ControlList, StatusKey, StatusRefresher};
 pub use config::{ConfigError, Mode, RedisConfig};
-pub use conn::{Redis, reconnect_policy, tls_reason};
+pub use conn::{Redis, reconnect_policy};
 pub use dead::{DeadLetter, DeadLetters, Requeue};
 pub use error::RedisError;
 pub use lease::{Lease, LeaseKeeper};
