@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fred::prelude::*;
-use nemo_testkit::{Mosquitto, RedisServer};
+use nemo_testkit::{Mosquitto, RedisServer, cpu_seconds, rss_kib};
 use paho_mqtt as mqtt;
 
 const KEY: &str = "nemo_mqtt_events";
@@ -266,20 +266,6 @@ impl Drop for Bridge {
     }
 }
 
-/// (VmRSS, VmHWM) in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// A subscriber on `nemo/#` that counts messages and records latencies from
 /// the `pushed_ns` field.
 struct Counter {
@@ -424,17 +410,6 @@ async fn list_remaining(c: &Client) -> Res<i64> {
     Ok(a + b)
 }
 
-/// CPU time (user + system) a process has used so far, in seconds.
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start at the state (field 3);
-    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
-}
-
 struct Drain {
     events_per_s: f64,
     wall_s: f64,
@@ -547,12 +522,12 @@ async fn drain(
         if Instant::now() > deadline {
             return Err(format!("{mode} drain timed out at {seen}/{n}").into());
         }
-        samples.push(rss_kib(bridge.pid()).0);
+        samples.push(rss_kib(bridge.pid()).unwrap_or_default().0);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let wall = start.elapsed().as_secs_f64();
-    let (_, hwm) = rss_kib(bridge.pid());
-    let cpu = cpu_s(bridge.pid());
+    let (_, hwm) = rss_kib(bridge.pid()).unwrap_or_default();
+    let cpu = cpu_seconds(bridge.pid());
     let calls = redis_calls(redis);
     if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
         eprintln!(
@@ -636,12 +611,12 @@ impl CpuMeter {
         ];
         Self {
             pids,
-            start: pids.map(cpu_s),
+            start: pids.map(cpu_seconds),
         }
     }
 
     fn per_event(&self, n: usize) -> CpuSplit {
-        let us = |i: usize| (cpu_s(self.pids[i]) - self.start[i]) * 1e6 / n.max(1) as f64;
+        let us = |i: usize| (cpu_seconds(self.pids[i]) - self.start[i]) * 1e6 / n.max(1) as f64;
         CpuSplit {
             publisher_us: us(0),
             broker_us: us(1),

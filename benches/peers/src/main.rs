@@ -160,17 +160,6 @@ fn group_state(redis: &RedisServer, group: &str) -> Res<Option<GroupState>> {
     Ok(Some(state))
 }
 
-/// CPU time (user + system) of a process so far, in seconds (`"self"` for this one).
-fn cpu_s(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name (which may hold spaces) come fields 3..; utime and stime
-    // are fields 14 and 15, in clock ticks (USER_HZ = 100 on Linux).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -375,9 +364,9 @@ struct CpuSnap {
 
 impl CpuSnap {
     fn take(redis: &RedisServer, broker: &Mosquitto) -> Self {
-        let pid = |p: Option<u32>| p.map(|p| cpu_s(&p.to_string())).unwrap_or(0.0);
+        let pid = |p: Option<u32>| p.map(nemo_testkit::cpu_seconds).unwrap_or(0.0);
         Self {
-            own: cpu_s("self"),
+            own: nemo_testkit::cpu_seconds(std::process::id()),
             redis: pid(redis.pid()),
             broker: pid(broker.pid()),
         }
@@ -522,7 +511,7 @@ async fn run_nemo(ctx: &Ctx<'_>, tag: &str, sub: Option<&mut Subscriber>) -> Res
         .spawn()?;
     let pid = child.id().to_string();
     let drained = wait_drained(ctx.redis, NEMO_GROUP, ctx.n, sub, t0, ctx.timeout).await;
-    let bridge_cpu = cpu_s(&pid);
+    let bridge_cpu = nemo_testkit::cpu_seconds(child.id());
     let cpu1 = CpuSnap::take(ctx.redis, ctx.broker);
     // Stop it gracefully (SIGTERM to our own child's pid), then kill if it lingers.
     let _ = Command::new("kill").args(["-TERM", &pid]).status();

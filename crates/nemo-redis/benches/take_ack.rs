@@ -12,15 +12,6 @@ use nemo_redis::{EventSource, ListSource, Mode, Redis, RedisConfig};
 
 const N: usize = 100_000;
 
-/// CPU time (user + system) a process has used so far, in seconds.
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
-}
-
 /// Items/s and redis-server CPU µs per item.
 async fn run(redis: &Redis, server_pid: u32, max: usize) -> (f64, f64) {
     let items: Vec<Vec<u8>> = (0..N)
@@ -34,7 +25,7 @@ async fn run(redis: &Redis, server_pid: u32, max: usize) -> (f64, f64) {
         .collect();
     redis.producer().enqueue_raw_many(&items).await.unwrap();
     let mut src = ListSource::new(redis).await.unwrap();
-    let cpu0 = cpu_s(server_pid);
+    let cpu0 = nemo_testkit::cpu_seconds(server_pid);
     let start = Instant::now();
     let mut n = 0;
     while n < N {
@@ -43,7 +34,7 @@ async fn run(redis: &Redis, server_pid: u32, max: usize) -> (f64, f64) {
         src.ack(&batch).await.unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_s(server_pid) - cpu0;
+    let cpu = nemo_testkit::cpu_seconds(server_pid) - cpu0;
     assert_eq!(redis.stats().processing_len().await.unwrap(), 0);
     (N as f64 / secs, cpu * 1e6 / N as f64)
 }

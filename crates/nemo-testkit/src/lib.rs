@@ -24,11 +24,13 @@
 mod certs;
 mod mosquitto;
 mod process;
+mod procstat;
 mod redis;
 
 pub use certs::{CertOptions, Certs};
 pub use mosquitto::{Mosquitto, MosquittoBuilder};
 pub use process::HarnessError;
+pub use procstat::{cpu_seconds, rss_kib};
 pub use redis::{RedisBuilder, RedisServer};
 
 use std::path::PathBuf;
