@@ -202,21 +202,16 @@ async fn init<C: ClientLike>(c: &C, cfg: &RedisConfig) -> Result<(), RedisError>
 /// One readable line from the TLS error fred passes on (a `Debug` dump of OpenSSL's error
 /// stack and its `X509VerifyResult`), with a hint for the usual causes.
 pub(crate) fn tls_reason(details: &str) -> String {
-    let quoted_after = |marker: &str| -> Option<&str> {
-        let start = details.find(marker)? + marker.len();
-        let rest = &details[start..];
-        Some(&rest[..rest.find('"')?])
-    };
-    let code = details.find("X509VerifyResult { code: ").and_then(|i| {
-        let rest = &details[i + "X509VerifyResult { code: ".len()..];
-        rest[..rest.find(',')?].trim().parse::<i32>().ok()
-    });
-    let verify = details.find("X509VerifyResult").and_then(|i| {
-        let rest = &details[i..];
-        let start = rest.find("error: \"")? + "error: \"".len();
-        let tail = &rest[start..];
-        Some(&tail[..tail.find('"')?])
-    });
+    // The text after `marker` in `hay`, up to `end`.
+    fn after<'a>(hay: &'a str, marker: &str, end: char) -> Option<&'a str> {
+        let rest = &hay[hay.find(marker)? + marker.len()..];
+        Some(&rest[..rest.find(end)?])
+    }
+    let x509 = details.find("X509VerifyResult").map(|i| &details[i..]);
+    let code = x509
+        .and_then(|x| after(x, "code: ", ','))
+        .and_then(|c| c.trim().parse::<i32>().ok());
+    let verify = x509.and_then(|x| after(x, "error: \"", '"'));
     let hint = match code {
         Some(10) => " (check the server certificate's validity dates and the clock)",
         Some(18..=21) | Some(2) | Some(7) => {
@@ -225,7 +220,7 @@ pub(crate) fn tls_reason(details: &str) -> String {
         Some(62) => " (the server certificate is not issued for the host in redis.url)",
         _ => "",
     };
-    match (verify, quoted_after("reason: \"")) {
+    match (verify, after(details, "reason: \"", '"')) {
         (Some(v), _) if v != "ok" => format!("certificate verify failed: {v}{hint}"),
         (_, Some(r)) => r.to_string(),
         _ => details.lines().next().unwrap_or(details).to_string(),
