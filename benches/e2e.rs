@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fred::prelude::*;
-use nemo_testkit::{Mosquitto, RedisServer, cpu_seconds, rss_kib};
+use nemo_testkit::{Mosquitto, RedisServer, bench_item as item, cpu_seconds, rss_kib};
 use paho_mqtt as mqtt;
 
 const KEY: &str = "nemo_mqtt_events";
@@ -53,21 +53,6 @@ fn now_ns() -> u128 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
-}
-
-/// A v1 queue item like the plugin writes, ~300 bytes, with a sequence number
-/// and (optionally) the push time in the payload.
-fn item(seq: usize, pushed_ns: u128) -> String {
-    let tool = [1, 7, 12, 23, 42][seq % 5];
-    let payload = format!(
-        "{{\"event\": \"tool_enabled\", \"tool_id\": {tool}, \"tool_name\": \"Zeiss Supra 55 SEM\", \
-         \"usage_id\": {seq}, \"user_name\": \"Jane Doe\", \"start_time\": \"2025-10-16T14:02:32.944572+00:00\", \
-         \"pushed_ns\": {pushed_ns}}}"
-    );
-    let escaped = payload.replace('\\', "\\\\").replace('"', "\\\"");
-    format!(
-        "{{\"topic\": \"nemo/tools/{tool}/enabled\", \"payload\": \"{escaped}\", \"qos\": 1, \"retain\": false, \"timestamp\": 1760623352.944572}}"
-    )
 }
 
 /// Preload `n` items with `redis-cli --pipe` (LPUSH in batches of 1,000, as a

@@ -40,7 +40,7 @@ use mq_bridge::traits::{
     CustomMiddlewareFactory, EndpointStatus, MessagePublisher, PublisherError, Sent, SentBatch,
 };
 use mq_bridge::{CanonicalMessage, Route};
-use nemo_testkit::{Mosquitto, RedisServer};
+use nemo_testkit::{Mosquitto, RedisServer, bench_item as item};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -67,21 +67,6 @@ fn env_f64(name: &str, default: f64) -> f64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A v1 queue item like the plugin writes, ~300 bytes, with a sequence number and
-/// (optionally) the push time in the payload. Copied from `benches/e2e.rs`.
-fn item(seq: usize, pushed_ns: u128) -> String {
-    let tool = [1, 7, 12, 23, 42][seq % 5];
-    let payload = format!(
-        "{{\"event\": \"tool_enabled\", \"tool_id\": {tool}, \"tool_name\": \"Zeiss Supra 55 SEM\", \
-         \"usage_id\": {seq}, \"user_name\": \"Jane Doe\", \"start_time\": \"2025-10-16T14:02:32.944572+00:00\", \
-         \"pushed_ns\": {pushed_ns}}}"
-    );
-    let escaped = payload.replace('\\', "\\\\").replace('"', "\\\"");
-    format!(
-        "{{\"topic\": \"nemo/tools/{tool}/enabled\", \"payload\": \"{escaped}\", \"qos\": 1, \"retain\": false, \"timestamp\": 1760623352.944572}}"
-    )
 }
 
 /// Replace the stream with `n` fresh entries `XADD KEY * item <v1 item>` (oldest

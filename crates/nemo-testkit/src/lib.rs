@@ -21,12 +21,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bench;
 mod certs;
 mod mosquitto;
 mod process;
 mod procstat;
 mod redis;
 
+pub use bench::bench_item;
 pub use certs::{CertOptions, Certs};
 pub use mosquitto::{Mosquitto, MosquittoBuilder};
 pub use process::HarnessError;
