@@ -142,12 +142,14 @@ async fn stalled_redis_times_out_and_recovers_after_thaw() -> TestResult {
     let said = bridge.wait_log(Duration::from_secs(15), |l| {
         mentions_timeout(&l[before.min(l.len())..])
     });
-    // /readyz turns 503 within one health check (every 3 s, bounded by the 1 s command timeout).
-    let mut ready_during = bridge.get("/readyz").map(|r| r.0);
-    let until = Instant::now() + Duration::from_secs(10);
-    while ready_during != Some(503) && Instant::now() < until {
+    // /readyz turns 503 because of Redis (not only because the lease lapses during a long stall)
+    // within one health check: every 3 s, bounded by the 1 s command timeout.
+    let redis_down = |r: &Option<(u16, String)>| matches!(r, Some((503, body)) if body.contains("redis: not connected"));
+    let mut ready_during = bridge.get("/readyz");
+    let until = Instant::now() + Duration::from_secs(5);
+    while !redis_down(&ready_during) && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        ready_during = bridge.get("/readyz").map(|r| r.0);
+        ready_during = bridge.get("/readyz");
     }
     let alive = bridge.alive();
     redis.thaw()?;
@@ -166,10 +168,9 @@ async fn stalled_redis_times_out_and_recovers_after_thaw() -> TestResult {
         "no retry logged during the stall:\n{during}"
     );
     assert!(alive, "bridge died during the stall:\n{}", bridge.tail(30));
-    assert_eq!(
-        ready_during,
-        Some(503),
-        "/readyz must say not ready while Redis does not answer:\n{during}"
+    assert!(
+        redis_down(&ready_during),
+        "/readyz must say Redis is down while it does not answer: {ready_during:?}\n{during}"
     );
     let until = Instant::now() + Duration::from_secs(10);
     while bridge.get("/readyz").map(|r| r.0) != Some(200) && Instant::now() < until {
