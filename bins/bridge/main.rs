@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use figment::providers::Serialized;
-use nemo_bridge::config::{Config, figment};
-use nemo_bridge::run::{ConfigLoader, Control};
+use nemo_bridge::config::{flag, layered};
+use nemo_bridge::run::Control;
+use nemo_bridge::settings::{Phase, RowLayer, Settings, connect_nemo_db};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -31,22 +31,24 @@ enum Mode {
 /// Forward NEMO tool events from Redis to MQTT: at-least-once, in order, with a single active
 /// bridge per queue.
 ///
-/// Configuration layers, weakest first: built-in defaults < --config FILE <
+/// Configuration layers, weakest first: built-in defaults < --config FILE < NEMO's MQTT
+/// configuration page (the enabled row of NEMO's database, when [nemo] database_url is set) <
 /// NEMO_<SECTION>__<KEY> environment variables (e.g. NEMO_MQTT__URL) < these flags.
 /// Every key is described in docs/configuration.md.
 ///
 /// Signals: SIGINT/SIGTERM stop gracefully (drain, return unconfirmed items, publish the offline
 /// status); SIGHUP re-reads the configuration (a new broker address is applied without losing
-/// events). Exit codes: 0 = stopped cleanly, 1 = runtime error, 2 = invalid configuration, 70 = the
+/// events), as do `reload_config` (a save on NEMO's page) and a changed row found by the poll. Exit codes: 0 = stopped cleanly, 1 = runtime error, 2 = invalid configuration, 70 = the
 /// watchdog found the pipeline stalled (let the service manager restart the bridge).
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "bridge", version, about, long_about)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, short = 'c', value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Validate the configuration, print it as TOML with secrets redacted, and exit
-    /// (0 = valid, 2 = invalid). Connects to nothing.
+    /// Validate the configuration, print it as TOML with secrets redacted and the layer each
+    /// value came from, and exit (0 = valid, 2 = invalid). Reads NEMO's database when
+    /// [nemo] database_url is set; connects to nothing else.
     #[arg(long)]
     check_config: bool,
     /// Log format: human-readable lines, or one JSON object per line. RUST_LOG sets the level (default info).
@@ -73,14 +75,21 @@ struct Cli {
     /// Turn the single-active lease off (lease.enabled = false).
     #[arg(long)]
     no_lease: bool,
+    /// NEMO's database, whose MQTT configuration page then drives the bridge, e.g.
+    /// postgres://bridge@db/nemo?sslmode=verify-full or sqlite:///srv/nemo/nemo.sqlite3
+    /// (nemo.database_url).
+    #[arg(long, value_name = "URL")]
+    nemo_database_url: Option<String>,
 }
 
 impl Cli {
-    fn figment(&self) -> figment::Figment {
-        let mut fig = figment(self.config.as_deref());
+    /// Every layer, with NEMO's row (if any) between the file and the environment, and the
+    /// flags on top.
+    fn figment(&self, row: Option<&RowLayer>) -> figment::Figment {
+        let mut fig = layered(self.config.as_deref(), row);
         let mut set = |key: &str, value: Option<String>| {
             if let Some(v) = value {
-                fig = std::mem::take(&mut fig).merge(Serialized::default(key, v));
+                fig = std::mem::take(&mut fig).merge(flag(key, v));
             }
         };
         set("redis.url", self.redis_url.clone());
@@ -99,16 +108,11 @@ impl Cli {
         set("mqtt.url", self.mqtt_url.clone());
         set("mqtt.client_id", self.client_id.clone());
         set("http.listen", self.http_listen.clone());
+        set("nemo.database_url", self.nemo_database_url.clone());
         if self.no_lease {
-            fig = fig.merge(Serialized::default("lease.enabled", false));
+            fig = fig.merge(flag("lease.enabled", false));
         }
         fig
-    }
-
-    fn load(&self) -> Result<Config, nemo_bridge::ConfigError> {
-        let cfg = Config::from_figment(self.figment())?;
-        cfg.validate()?;
-        Ok(cfg)
     }
 }
 
@@ -126,19 +130,6 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match cli.load() {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("bridge: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if cli.check_config {
-        print!("{}", cfg.redacted().to_toml());
-        eprintln!("bridge: configuration is valid");
-        return ExitCode::SUCCESS;
-    }
-    init_logging(cli.log_format);
     // One runtime thread: the pipeline, the Redis client's I/O, the lease keeper and the HTTP
     // endpoint are all short, non-blocking steps, and Paho brings its own two threads. With a
     // multi-thread runtime every Redis reply crossed threads to wake the pipeline; on one thread
@@ -154,16 +145,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if !cli.check_config {
+        init_logging(cli.log_format);
+    }
     runtime.block_on(async move {
+        let layers = cli.clone();
+        let mut settings =
+            Settings::new(Box::new(move |row| layers.figment(row)), connect_nemo_db());
+        let loaded = match settings.load(Phase::Start).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                eprintln!("bridge: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if cli.check_config {
+            print!("{}", loaded.config.to_toml_with_sources(&loaded.figment));
+            if let Some(note) = loaded.state.note() {
+                eprintln!("bridge: {note}");
+            }
+            eprintln!("bridge: configuration is valid");
+            return ExitCode::SUCCESS;
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         if let Err(e) = spawn_signals(tx) {
             eprintln!("bridge: cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
-        let reload_cli = Cli::parse();
-        let loader: ConfigLoader = Box::new(move || reload_cli.load());
         tracing::info!(config = ?cli.config, "starting");
-        match nemo_bridge::run(cfg, loader, rx).await {
+        match nemo_bridge::run(loaded.config, settings, rx).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "bridge stopped with an error");

@@ -1,10 +1,12 @@
 //! The bridge configuration: one schema, layered with figment.
 //!
-//! Layers, weakest first: built-in defaults < the TOML file given with `--config` < environment
-//! variables `NEMO_<SECTION>__<KEY>` (e.g. `NEMO_MQTT__URL`, `NEMO_HMAC__KEY`) < command-line
-//! flags. [`figment()`] builds the first three layers so that the `monitor` and `replay` programs
-//! read the same files and variables; the binary merges its flags on top and calls
-//! [`Config::from_figment`].
+//! Layers, weakest first: built-in defaults < the TOML file given with `--config` < NEMO's
+//! active configuration row (when `[nemo] database_url` is set; see [`crate::settings`]) <
+//! environment variables `NEMO_<SECTION>__<KEY>` (e.g. `NEMO_MQTT__URL`, `NEMO_HMAC__KEY`) <
+//! command-line flags. [`figment()`] builds the file and environment layers so that the
+//! `monitor` and `replay` programs read the same files and variables; [`layered`] puts NEMO's
+//! row in between; the binary merges its flags ([`flag`]) on top and calls
+//! [`Config::from_figment`]. [`Config::to_toml_with_sources`] says which layer gave each value.
 //!
 //! Loading checks types and rejects unknown keys (a typo must not pass silently);
 //! [`Config::validate`] checks values. Every problem is ONE line naming the key, the value and
@@ -27,9 +29,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
 use nemo_backoff::BackoffConfig;
+use nemo_db::NemoConfig;
 use nemo_mqtt::{MqttConfig, Secret};
 use nemo_redis::{Mode, RedisConfig};
 use nemo_topics::{TopicMapper, TopicsConfig};
@@ -200,13 +204,46 @@ pub struct Config {
     pub lease: LeaseConfig,
     /// `[shutdown]`: graceful stop.
     pub shutdown: ShutdownConfig,
+    /// `[nemo]`: NEMO's database (the MQTT configuration page's settings).
+    pub nemo: NemoConfig,
+}
+
+/// A provider under another name (how `--check-config` names the layer a value came from).
+struct Named<P> {
+    name: &'static str,
+    inner: P,
+}
+
+impl<P: Provider> Provider for Named<P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name)
+    }
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.inner.data()
+    }
+}
+
+/// A command-line flag's value for `key` (dotted, e.g. `mqtt.url`), as a layer named
+/// "command line". Merge it on top of [`layered`].
+///
+/// ```
+/// use nemo_bridge::config::{flag, layered, Config};
+/// let fig = layered(None, None).merge(flag("mqtt.client_id", "from-flag"));
+/// assert_eq!(Config::from_figment(fig.clone()).unwrap().mqtt.client_id, "from-flag");
+/// assert_eq!(fig.find_metadata("mqtt.client_id").unwrap().name, "command line");
+/// ```
+pub fn flag<T: Serialize>(key: &str, value: T) -> impl Provider {
+    Named {
+        name: "command line",
+        inner: Serialized::default(key, value),
+    }
 }
 
 /// Defaults < TOML file at `config_path` (if any) < `NEMO_<SECTION>__<KEY>` environment.
 ///
 /// The environment layer only looks at variables with a `__` after the prefix, so unrelated
 /// `NEMO_*` variables are ignored. Callers merge their command-line flags on top (e.g.
-/// `fig.merge(Serialized::default("mqtt.url", url))`).
+/// `fig.merge(flag("mqtt.url", url))`).
 ///
 /// ```
 /// let fig = nemo_bridge::config::figment(None);
@@ -214,9 +251,26 @@ pub struct Config {
 /// assert_eq!(cfg.redis.key, "nemo_mqtt_events");
 /// ```
 pub fn figment(config_path: Option<&Path>) -> Figment {
-    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    layered(config_path, None)
+}
+
+/// Defaults < TOML file < NEMO's configuration row (if given) < environment: [`figment()`] with
+/// the row's layer in its place.
+///
+/// ```
+/// let fig = nemo_bridge::config::layered(None, None);
+/// assert_eq!(fig.find_metadata("mqtt.qos").unwrap().name, "built-in default");
+/// ```
+pub fn layered(config_path: Option<&Path>, row: Option<&crate::settings::RowLayer>) -> Figment {
+    let mut fig = Figment::from(Named {
+        name: "built-in default",
+        inner: Serialized::defaults(Config::default()),
+    });
     if let Some(path) = config_path {
         fig = fig.merge(Toml::file_exact(path));
+    }
+    if let Some(row) = row {
+        fig = fig.merge(row.clone());
     }
     fig.merge(
         Env::prefixed("NEMO_")
@@ -299,6 +353,9 @@ impl Config {
                     .into(),
             });
         }
+        self.nemo
+            .validate()
+            .map_err(|e| ConfigError::Section(e.to_string()))?;
         if self.shutdown.drain_timeout_s > 3_600 {
             return Err(ConfigError::Invalid {
                 key: "shutdown.drain_timeout_s".into(),
@@ -392,6 +449,7 @@ impl Config {
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
         c.redis.url = redact_url(&c.redis.url);
+        c.nemo.database_url = c.nemo.redacted_url();
         c.mqtt.url = c.mqtt.url.iter().map(|u| redact_url(u)).collect();
         if !c.mqtt.password.is_empty() {
             c.mqtt.password = Secret::new("***");
@@ -405,6 +463,53 @@ impl Config {
     /// The configuration as TOML (call on [`redacted`](Self::redacted) before printing).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render as TOML: {e}\n"))
+    }
+
+    /// The configuration as TOML, secrets redacted, each value followed by the layer it came
+    /// from (`# built-in default`, `# TOML file bridge.toml`, `# NEMO database (… id=3)`,
+    /// `# environment NEMO_MQTT__URL`, `# command line`). `fig` is the figment `self` was
+    /// extracted from.
+    ///
+    /// ```
+    /// use nemo_bridge::config::{flag, layered, Config};
+    /// let fig = layered(None, None).merge(flag("mqtt.client_id", "x"));
+    /// let cfg = Config::from_figment(fig.clone()).unwrap();
+    /// let text = cfg.to_toml_with_sources(&fig);
+    /// assert!(text.contains("client_id = \"x\"  # command line"), "{text}");
+    /// assert!(text.contains("qos = 1  # built-in default"), "{text}");
+    /// ```
+    pub fn to_toml_with_sources(&self, fig: &Figment) -> String {
+        let mut section = Some(String::new());
+        let mut out = String::new();
+        for line in self.redacted().to_toml().lines() {
+            out.push_str(line);
+            let trimmed = line.trim();
+            if trimmed.starts_with("[[") {
+                // An array of tables: its entries have no dotted key of their own.
+                section = None;
+            } else if let Some(name) = trimmed.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = Some(format!("{name}."));
+            } else if let (Some(prefix), Some((key, _))) = (&section, trimmed.split_once(" = ")) {
+                let key = format!("{prefix}{}", key.trim_matches('"'));
+                if let Some(m) = fig.find_metadata(&key) {
+                    out.push_str("  # ");
+                    out.push_str(&source_name(m, &key));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// How a layer is named in `--check-config`: the file's path, the variable's name.
+fn source_name(m: &Metadata, key: &str) -> String {
+    match &m.source {
+        Some(figment::Source::File(path)) => format!("{} {}", m.name, path.display()),
+        _ if m.name.contains("environment") => {
+            format!("environment NEMO_{}", key.to_uppercase().replace('.', "__"))
+        }
+        _ => m.name.to_string(),
     }
 }
 

@@ -3,7 +3,9 @@
 //! * `/healthz` answers 200 while the process is up (a liveness probe).
 //! * `/readyz` answers 200 only while the bridge is connected to Redis and to the broker and
 //!   holds the lease (when a lease is required); otherwise 503 with a JSON reason, e.g.
-//!   `{"ready":false,"reason":"standby: another bridge holds the lease"}`.
+//!   `{"ready":false,"reason":"standby: another bridge holds the lease"}`. A ready bridge may
+//!   still carry a remark in `reason` (200), e.g. `{"ready":true,"reason":"nemo: no enabled row
+//!   in nemo_mqtt_mqttconfiguration; using the file's settings"}`.
 //! * `/metrics` is the Prometheus text format of every `nemo_bridge_*` metric.
 //!
 //! ```
@@ -18,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,6 +38,7 @@ pub struct Health {
     mqtt: AtomicBool,
     lease_required: AtomicBool,
     lease_held: AtomicBool,
+    note: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -55,6 +59,21 @@ impl Health {
     pub fn set_lease_held(&self, held: bool) {
         self.lease_held.store(held, Ordering::Relaxed);
         metrics::gauge!("nemo_bridge_lease_held").set(if held { 1.0 } else { 0.0 });
+    }
+    /// A remark `/readyz` shows in its `reason` without turning to 503, e.g. that NEMO's page
+    /// has no enabled configuration and the file's settings are in use; `None` clears it.
+    pub fn set_note(&self, note: Option<String>) {
+        *self
+            .note
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = note;
+    }
+    /// The current remark (see [`set_note`](Self::set_note)).
+    pub fn note(&self) -> Option<String> {
+        self.note
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
     /// `None` when ready, else why not.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
@@ -114,11 +133,13 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(st): State<AppState>) -> Response {
     match st.health.not_ready_reason() {
-        None => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"ready": true})),
-        )
-            .into_response(),
+        None => {
+            let body = match st.health.note() {
+                None => serde_json::json!({"ready": true}),
+                Some(note) => serde_json::json!({"ready": true, "reason": note}),
+            };
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"ready": false, "reason": reason})),

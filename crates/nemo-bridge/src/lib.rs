@@ -26,6 +26,7 @@ pub mod http;
 pub mod pipeline;
 pub mod prepare;
 pub mod run;
+pub mod settings;
 pub mod watchdog;
 
 pub use config::{Config, ConfigError};

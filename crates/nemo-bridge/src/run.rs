@@ -27,6 +27,7 @@ use crate::config::{Config, ConfigError};
 use crate::http::Health;
 use crate::pipeline::{Pipeline, PipelineOptions, StopMode};
 use crate::prepare::ItemPreparer;
+use crate::settings::{Phase, Settings};
 use crate::watchdog::{Heartbeat, Watchdog};
 
 /// The exit status of a bridge whose pipeline stalled (`EX_SOFTWARE`); see [`crate::watchdog`].
@@ -68,9 +69,6 @@ pub enum BridgeError {
         source: std::io::Error,
     },
 }
-
-/// Re-reads the configuration on reload.
-pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
 /// A boxed source as a source (what [`Redis::source`] returns).
 struct BoxSource(Box<dyn EventSource>);
@@ -155,18 +153,20 @@ enum Ended {
 
 /// Run the bridge until a [`Control::Shutdown`] (or the control channel closes).
 ///
-/// `config` must be valid ([`Config::validate`]); `reload` re-reads it on [`Control::Reload`].
+/// `config` must be valid ([`Config::validate`]), as [`Settings::load`] gives it; `settings`
+/// loads it again on [`Control::Reload`], and polls NEMO's database for a changed row.
 ///
 /// # Errors
 /// [`BridgeError`] when Redis or the broker cannot be reached at the start, or the HTTP address
 /// cannot be bound. Later outages are ridden out (reconnects), not returned.
 pub async fn run(
     config: Config,
-    reload: ConfigLoader,
+    mut settings: Settings,
     mut control: mpsc::Receiver<Control>,
 ) -> Result<(), BridgeError> {
     let mut cfg = config;
     let health = Arc::new(Health::default());
+    health.set_note(settings.state().note());
     let _ = crate::http::prometheus();
     let lease_on = cfg.lease_enabled();
     health.set_lease_required(lease_on);
@@ -209,6 +209,8 @@ pub async fn run(
             let _ = tx.send(Control::Shutdown).await;
         });
     }
+    // NEMO's configuration page: a changed row (found by the poll) reloads like reload_config.
+    let poll_task = settings.spawn_poller(ctl_tx.clone(), health.clone());
     let control_list = redis.control_list().await?;
     let control_task = {
         let tx = ctl_tx.clone();
@@ -333,7 +335,7 @@ pub async fn run(
                 tokio::select! {
                     c = ctl_rx.recv() => match c {
                         Some(Control::Reload) => {
-                            if let Some(new) = reload_config(&reload, &cfg) {
+                            if let Some(new) = reload_config(&mut settings, &cfg, &health).await {
                                 publisher = switch_publisher(publisher, &new, &mut mqtt_task, &health, &status_tx).await;
                                 prep = preparer(&new).unwrap_or(prep);
                                 cfg = new;
@@ -401,7 +403,7 @@ pub async fn run(
                     continue 'outer;
                 }
                 Ended::Reload => {
-                    if let Some(new) = reload_config(&reload, &cfg) {
+                    if let Some(new) = reload_config(&mut settings, &cfg, &health).await {
                         publisher =
                             switch_publisher(publisher, &new, &mut mqtt_task, &health, &status_tx)
                                 .await;
@@ -430,6 +432,7 @@ pub async fn run(
         warn!(error = %e, "redis: cannot write the final status");
     }
     control_task.abort();
+    poll_task.abort();
     stats_task.abort();
     if let Some(t) = http_task {
         t.abort();
@@ -458,9 +461,11 @@ async fn lease_lost(rx: &mut Option<watch::Receiver<bool>>) -> bool {
     }
 }
 
-fn reload_config(reload: &ConfigLoader, old: &Config) -> Option<Config> {
-    match reload().and_then(|c| c.validate().map(|()| c)) {
-        Ok(new) => {
+async fn reload_config(settings: &mut Settings, old: &Config, health: &Health) -> Option<Config> {
+    match settings.load(Phase::Reload).await {
+        Ok(loaded) => {
+            health.set_note(loaded.state.note());
+            let new = loaded.config;
             if new.redis != old.redis || new.lease != old.lease {
                 warn!("reload: [redis]/[lease] changes take effect at the next restart");
             }

@@ -12,6 +12,10 @@
 //! The servers can be stopped (SIGTERM), killed (SIGKILL) and restarted on the same
 //! port with the same data directory, which is what fault-injection tests need.
 //!
+//! [`PostgresServer`] does the same for PostgreSQL (NEMO's database): a cluster of
+//! its own made by `initdb` in a temporary directory, with a database `nemo`, for
+//! tests that read or write the NEMO plugin's tables.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), nemo_testkit::HarnessError> {
 //! let redis = nemo_testkit::RedisServer::start()?;
@@ -24,6 +28,7 @@
 mod bench;
 mod certs;
 mod mosquitto;
+mod postgres;
 mod process;
 mod procstat;
 mod redis;
@@ -31,6 +36,7 @@ mod redis;
 pub use bench::bench_item;
 pub use certs::{CertOptions, Certs};
 pub use mosquitto::{Mosquitto, MosquittoBuilder};
+pub use postgres::PostgresServer;
 pub use process::HarnessError;
 pub use procstat::{cpu_seconds, rss_kib};
 pub use redis::{RedisBuilder, RedisServer};

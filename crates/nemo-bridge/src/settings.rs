@@ -1,0 +1,476 @@
+//! Where the running configuration comes from: the layers, NEMO's configuration page, reloads.
+//!
+//! Layers, weakest first: built-in defaults < the TOML file < **NEMO's active configuration
+//! row** < `NEMO_<SECTION>__<KEY>` environment < command-line flags. The row is the enabled row
+//! of `nemo_mqtt_mqttconfiguration` with the lowest id, read from NEMO's database when
+//! `[nemo] database_url` is set (see [`nemo_db`]).
+//!
+//! [`Settings::load`] is the one place that decides what the configuration is, at the start
+//! and on every reload (`reload_config`, SIGHUP, or a changed row found by the
+//! [poller](Settings::spawn_poller)); the lifecycle ([`crate::run()`]) applies what changed.
+//! What happens when the row cannot be used:
+//!
+//! | situation | at the start | on a reload |
+//! |---|---|---|
+//! | no enabled row | the file's settings, said once | the file's settings, said once |
+//! | a bad column (port 0, empty host, `use_hmac` without key, …) | the file's settings; one line naming the column | the running configuration stays; one line |
+//! | database unreachable, table missing | the file's settings; one line | the last good row over the current file; one line |
+//!
+//! None of these stops delivery: the row is read before the pipeline runs (at the start) or
+//! between two pipeline runs (a reload), every read is bounded by `nemo.timeout_s`, and the
+//! poll runs beside the pipeline without ever blocking it.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use figment::providers::Serialized;
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
+use nemo_db::{ConfigurationRow, DbError, NemoConfig, NemoDb, NemoSettings, SettingsStore};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::http::Health;
+use crate::run::Control;
+
+/// Builds the layered figment; given NEMO's row, it puts the row between the file and the
+/// environment (see [`crate::config::layered`]).
+pub type Layering = Box<dyn Fn(Option<&RowLayer>) -> Figment + Send + Sync>;
+
+/// Opens NEMO's database for a `[nemo]` section ([`NemoDb::open`] in the bridge; a mock in tests).
+pub type Connect =
+    Box<dyn Fn(&NemoConfig) -> Result<Arc<dyn SettingsStore>, DbError> + Send + Sync>;
+
+/// The real [`Connect`]: [`NemoDb::open`].
+pub fn connect_nemo_db() -> Connect {
+    Box::new(|cfg| Ok(Arc::new(NemoDb::open(cfg)?) as Arc<dyn SettingsStore>))
+}
+
+/// The configuration values NEMO's active row supplies, as a figment provider named after the row.
+///
+/// ```
+/// use nemo_bridge::settings::RowLayer;
+/// let row = nemo_db::ConfigurationRow { id: 4, broker_host: Some("mqtt.lab".into()),
+///     broker_port: Some(1884), keepalive: Some(30), reconnect_delay: Some(2),
+///     use_hmac: Some(true), hmac_secret_key: Some("k".into()), ..Default::default() };
+/// let layer = RowLayer::new(row.settings()?, &nemo_bridge::Config::default());
+/// let fig = nemo_bridge::config::layered(None, Some(&layer));
+/// let cfg = nemo_bridge::Config::from_figment(fig).unwrap();
+/// assert_eq!(cfg.mqtt.url, ["mqtt://mqtt.lab:1884"]);
+/// assert_eq!(cfg.mqtt.keep_alive_s, 30);
+/// assert_eq!(cfg.backoff.initial_ms, 2_000);
+/// assert_eq!(cfg.hmac.key.expose(), "k");
+/// # Ok::<(), nemo_db::RowError>(())
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct RowLayer {
+    settings: NemoSettings,
+    values: serde_json::Value,
+}
+
+impl fmt::Debug for RowLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RowLayer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowLayer {
+    /// The values of `settings`, fitted to `below` (the file's layer): the broker URL is
+    /// `mqtts://` when the file configures TLS (an `mqtts://`/`wss://` URL or a CA file),
+    /// and the first reconnect delay is capped by the file's `backoff.max_ms`.
+    pub fn new(settings: NemoSettings, below: &Config) -> RowLayer {
+        let tls = below.mqtt.ca_file.is_some()
+            || below.mqtt.url.first().is_some_and(|u| {
+                u.parse::<nemo_mqtt::BrokerUrl>()
+                    .is_ok_and(|b| b.transport().is_tls())
+            });
+        let host = if settings.broker_host.contains(':') {
+            format!("[{}]", settings.broker_host)
+        } else {
+            settings.broker_host.clone()
+        };
+        let scheme = if tls { "mqtts" } else { "mqtt" };
+        let mut mqtt = json!({
+            "url": [format!("{scheme}://{host}:{}", settings.broker_port)],
+            "keep_alive_s": settings.keepalive.as_secs(),
+            "clean_session": settings.clean_session,
+        });
+        if let Some(id) = &settings.client_id {
+            mqtt["client_id"] = json!(id);
+        }
+        if let Some((user, password)) = &settings.credentials {
+            mqtt["username"] = json!(user);
+            mqtt["password"] = json!(password);
+        }
+        let initial_ms = (settings.reconnect_delay.as_millis() as u64).min(below.backoff.max_ms);
+        let mut values = json!({ "mqtt": mqtt, "backoff": { "initial_ms": initial_ms } });
+        if let Some(key) = &settings.hmac_key {
+            // The row's key replaces a key file of the file layer (both set is an error).
+            values["hmac"] = json!({ "key": key, "key_file": "" });
+        }
+        RowLayer { settings, values }
+    }
+
+    /// The row's settings.
+    pub fn settings(&self) -> &NemoSettings {
+        &self.settings
+    }
+
+    /// How `--check-config` and the logs name this layer.
+    pub fn name(&self) -> String {
+        format!(
+            "NEMO database ({} id={})",
+            nemo_db::CONFIGURATION_TABLE,
+            self.settings.id
+        )
+    }
+}
+
+impl Provider for RowLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::defaults(&self.values).data()
+    }
+}
+
+/// Where NEMO's row stands, for the logs and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowState {
+    /// `[nemo] database_url` is not set.
+    Off,
+    /// The row is applied.
+    Applied {
+        /// Its id.
+        id: i64,
+        /// Its `updated_at`.
+        updated_at: String,
+    },
+    /// No enabled row: the file's settings are used.
+    NoEnabledRow,
+    /// The row could not be read or used; the text says what is used instead.
+    Failed(String),
+}
+
+impl RowState {
+    /// The note `/readyz` shows (without turning to 503); `None` when all is as configured.
+    pub fn note(&self) -> Option<String> {
+        match self {
+            RowState::Off | RowState::Applied { .. } => None,
+            RowState::NoEnabledRow => Some(format!(
+                "nemo: no enabled row in {}; using the file's settings",
+                nemo_db::CONFIGURATION_TABLE
+            )),
+            RowState::Failed(why) => Some(format!("nemo: {why}")),
+        }
+    }
+}
+
+/// A loaded configuration and how it was made.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration, validated.
+    pub config: Config,
+    /// The figment it was extracted from (for `--check-config`'s sources).
+    pub figment: Figment,
+    /// NEMO's row.
+    pub state: RowState,
+}
+
+/// Start-up or reload: they differ in what a bad row does (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The first load: fall back to the file's settings.
+    Start,
+    /// A reload: keep the running configuration on a bad row.
+    Reload,
+}
+
+/// What the poller needs; replaced on every load.
+#[derive(Clone)]
+struct PollPlan {
+    store: Option<Arc<dyn SettingsStore>>,
+    interval: Option<Duration>,
+}
+
+/// The configuration's sources and NEMO's row, across reloads.
+pub struct Settings {
+    layering: Layering,
+    connect: Connect,
+    store: Option<(NemoConfig, Arc<dyn SettingsStore>)>,
+    last_good: Option<RowLayer>,
+    state: RowState,
+    /// The row as last read (`Some(None)` = no enabled row), shared with the poller.
+    last_seen: Arc<Mutex<Option<Option<ConfigurationRow>>>>,
+    plan: watch::Sender<PollPlan>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("state", &self.state)
+            .field("last_good", &self.last_good)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Settings made by `layering`, reading NEMO's database through `connect`.
+    pub fn new(layering: Layering, connect: Connect) -> Settings {
+        let (plan, _) = watch::channel(PollPlan {
+            store: None,
+            interval: None,
+        });
+        Settings {
+            layering,
+            connect,
+            store: None,
+            last_good: None,
+            state: RowState::Off,
+            last_seen: Arc::new(Mutex::new(None)),
+            plan,
+        }
+    }
+
+    /// Where NEMO's row stands after the last load.
+    pub fn state(&self) -> &RowState {
+        &self.state
+    }
+
+    /// Load the configuration: file, NEMO's row, environment, flags; validated.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the file, environment or flags are invalid (at the start the
+    /// binary exits 2), or, on a [`Phase::Reload`], when NEMO's row gives an invalid
+    /// configuration (the running one stays).
+    pub async fn load(&mut self, phase: Phase) -> Result<Loaded, ConfigError> {
+        let base_fig = (self.layering)(None);
+        let base = Config::from_figment(base_fig.clone())?;
+        base.validate()?;
+        if !base.nemo.enabled() {
+            self.store = None;
+            self.last_good = None;
+            self.publish_plan(None, None);
+            self.set_state(RowState::Off);
+            return Ok(Loaded {
+                config: base,
+                figment: base_fig,
+                state: RowState::Off,
+            });
+        }
+        let store = self.store_for(&base.nemo)?;
+        self.publish_plan(Some(store.clone()), base.nemo.poll_interval());
+        let read = store.active_configuration().await;
+        match read {
+            Ok(Some(row)) => {
+                self.remember(Some(row.clone()));
+                let applied = row.settings().map_err(|e| e.to_string()).and_then(|s| {
+                    let layer = RowLayer::new(s, &base);
+                    match with_row(&self.layering, &layer) {
+                        Ok((c, f)) => Ok((c, f, layer)),
+                        Err(e) => Err(format!("{}: gives {e}", layer.name())),
+                    }
+                });
+                match applied {
+                    Ok((config, figment, layer)) => {
+                        let state = RowState::Applied {
+                            id: row.id,
+                            updated_at: layer.settings.updated_at.clone(),
+                        };
+                        self.last_good = Some(layer);
+                        self.set_state(state.clone());
+                        Ok(Loaded {
+                            config,
+                            figment,
+                            state,
+                        })
+                    }
+                    Err(why) if phase == Phase::Reload => Err(ConfigError::Section(why)),
+                    Err(why) => {
+                        self.set_state(RowState::Failed(format!(
+                            "{why}; using the file's settings"
+                        )));
+                        Ok(Loaded {
+                            config: base,
+                            figment: base_fig,
+                            state: self.state.clone(),
+                        })
+                    }
+                }
+            }
+            Ok(None) => {
+                self.remember(None);
+                self.last_good = None;
+                self.set_state(RowState::NoEnabledRow);
+                Ok(Loaded {
+                    config: base,
+                    figment: base_fig,
+                    state: RowState::NoEnabledRow,
+                })
+            }
+            Err(e) => {
+                // Unknown now: the poller reloads as soon as it can read the row again.
+                *lock(&self.last_seen) = None;
+                let kept = match (&self.last_good, phase) {
+                    (Some(layer), Phase::Reload) => with_row(&self.layering, layer)
+                        .ok()
+                        .map(|r| (r, layer.name())),
+                    _ => None,
+                };
+                match kept {
+                    Some(((config, figment), name)) => {
+                        self.set_state(RowState::Failed(format!(
+                            "{e}; keeping the last good settings of {name}"
+                        )));
+                        Ok(Loaded {
+                            config,
+                            figment,
+                            state: self.state.clone(),
+                        })
+                    }
+                    None => {
+                        self.last_good = None;
+                        self.set_state(RowState::Failed(format!("{e}; using the file's settings")));
+                        Ok(Loaded {
+                            config: base,
+                            figment: base_fig,
+                            state: self.state.clone(),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// The store for `nemo`, reopened when the URL or timeout changed.
+    fn store_for(&mut self, nemo: &NemoConfig) -> Result<Arc<dyn SettingsStore>, ConfigError> {
+        if let Some((cfg, store)) = &self.store
+            && cfg.database_url == nemo.database_url
+            && cfg.timeout_s == nemo.timeout_s
+        {
+            return Ok(store.clone());
+        }
+        let store = (self.connect)(nemo).map_err(|e| ConfigError::Invalid {
+            key: "nemo.database_url".into(),
+            value: format!("{:?}", nemo.redacted_url()),
+            allowed: e.to_string(),
+        })?;
+        info!(database = %nemo.redacted_url(), poll_s = nemo.poll_s, "nemo: reading the MQTT configuration page's settings from NEMO's database");
+        self.store = Some((nemo.clone(), store.clone()));
+        *lock(&self.last_seen) = None;
+        Ok(store)
+    }
+
+    fn remember(&self, row: Option<ConfigurationRow>) {
+        *lock(&self.last_seen) = Some(row);
+    }
+
+    fn publish_plan(&self, store: Option<Arc<dyn SettingsStore>>, interval: Option<Duration>) {
+        self.plan.send_replace(PollPlan { store, interval });
+    }
+
+    /// Log a change of state once (not on every reload or poll).
+    fn set_state(&mut self, state: RowState) {
+        if state != self.state {
+            match &state {
+                RowState::Off => {}
+                RowState::Applied { id, updated_at } => {
+                    info!(id, updated_at = %updated_at, "nemo: using the settings of NEMO's configuration page (row id={id})")
+                }
+                RowState::NoEnabledRow => {
+                    warn!(
+                        "nemo: no enabled configuration on NEMO's MQTT page; using the file's settings"
+                    )
+                }
+                RowState::Failed(why) => error!("nemo: {why}"),
+            }
+        }
+        self.state = state;
+    }
+
+    /// Look at NEMO's row every `nemo.poll_s` and ask for a [`Control::Reload`] when it
+    /// changed since it was last read (a save on the page, an edit in SQL, a row enabled or
+    /// disabled). Read errors are logged once and shown in `/readyz`'s note; the settings in
+    /// use stay. Follows reloads (a new URL or interval); idles when polling is off.
+    pub fn spawn_poller(
+        &self,
+        reload: mpsc::Sender<Control>,
+        health: Arc<Health>,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut plan_rx = self.plan.subscribe();
+        let last_seen = self.last_seen.clone();
+        tokio::spawn(async move {
+            let mut failing: Option<String> = None;
+            loop {
+                let plan = plan_rx.borrow_and_update().clone();
+                let (Some(store), Some(every)) = (plan.store, plan.interval) else {
+                    if plan_rx.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                tokio::select! {
+                    changed = plan_rx.changed() => {
+                        if changed.is_err() { return; }
+                        continue;
+                    }
+                    _ = tokio::time::sleep(every) => {}
+                }
+                match store.active_configuration().await {
+                    Ok(row) => {
+                        if failing.take().is_some() {
+                            info!("nemo: NEMO's database answers again");
+                            health.set_note(None);
+                        }
+                        let changed = {
+                            let mut seen = lock(&last_seen);
+                            // Never read since the last load (it failed): reload to apply it.
+                            let changed = seen.as_ref().is_none_or(|s| *s != row);
+                            *seen = Some(row.clone());
+                            changed
+                        };
+                        if changed {
+                            info!(
+                                id = row.as_ref().map(|r| r.id),
+                                updated_at = row.as_ref().and_then(|r| r.updated_at.clone()),
+                                "nemo: the configuration on NEMO's page changed; reloading"
+                            );
+                            if reload.send(Control::Reload).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        if failing.as_deref() != Some(why.as_str()) {
+                            warn!(error = %why, "nemo: cannot read NEMO's database; keeping the settings in use");
+                            health.set_note(Some(format!(
+                                "nemo: {why}; keeping the settings in use"
+                            )));
+                            failing = Some(why);
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// The configuration of `layering` with `layer` in it, validated.
+fn with_row(layering: &Layering, layer: &RowLayer) -> Result<(Config, Figment), ConfigError> {
+    let fig = layering(Some(layer));
+    let cfg = Config::from_figment(fig.clone())?;
+    cfg.validate()?;
+    Ok((cfg, fig))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,241 @@
+//! The `[nemo]` configuration section: where NEMO's database is and how often to look at it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The kind of database behind a `database_url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `postgres://…` or `postgresql://…` (TLS through `sslmode`, `sslrootcert`, … in the URL).
+    Postgres,
+    /// `sqlite:///absolute/path/nemo.sqlite3` or `sqlite:relative/path`.
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend of a URL, from its scheme; `None` for any other scheme.
+    ///
+    /// ```
+    /// use nemo_db::Backend;
+    /// assert_eq!(Backend::of_url("postgres://nemo@db/nemo"), Some(Backend::Postgres));
+    /// assert_eq!(Backend::of_url("postgresql://db/nemo?sslmode=verify-full"), Some(Backend::Postgres));
+    /// assert_eq!(Backend::of_url("sqlite:///srv/nemo/nemo.sqlite3"), Some(Backend::Sqlite));
+    /// assert_eq!(Backend::of_url("mysql://db/nemo"), None);
+    /// ```
+    pub fn of_url(url: &str) -> Option<Backend> {
+        let scheme = url.split_once(':')?.0.to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            "sqlite" => Some(Backend::Sqlite),
+            _ => None,
+        }
+    }
+}
+
+/// `[nemo]`: read the settings of NEMO's own MQTT configuration page from NEMO's database.
+///
+/// Empty `database_url` (the default) = off: the bridge uses only its file, environment and
+/// flags. The URL may hold a password; it is never printed unredacted
+/// ([`redacted_url`](Self::redacted_url)) and never shown by `Debug`.
+///
+/// ```
+/// let mut cfg = nemo_db::NemoConfig::default();
+/// assert!(!cfg.enabled());
+/// assert_eq!(cfg.poll_s, 30);
+/// cfg.database_url = "postgres://bridge:s3cret@db.lab/nemo?sslmode=verify-full".into();
+/// assert!(cfg.validate().is_ok());
+/// assert!(!format!("{cfg:?}").contains("s3cret"));
+/// assert_eq!(cfg.redacted_url(), "postgres://bridge:***@db.lab/nemo?sslmode=verify-full");
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NemoConfig {
+    /// `postgres://user:password@host:port/dbname?sslmode=…` or `sqlite:///path/to/nemo.sqlite3`;
+    /// empty = do not read NEMO's database.
+    pub database_url: String,
+    /// Look for a changed configuration row every this many seconds; 0 = only on a reload
+    /// (`reload_config`, SIGHUP).
+    pub poll_s: u64,
+    /// Bound on connecting and on every query, in seconds. A database that does not answer
+    /// within it counts as unreachable; delivery never waits for it.
+    pub timeout_s: u64,
+}
+
+impl Default for NemoConfig {
+    fn default() -> Self {
+        NemoConfig {
+            database_url: String::new(),
+            poll_s: 30,
+            timeout_s: 5,
+        }
+    }
+}
+
+impl std::fmt::Debug for NemoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NemoConfig")
+            .field("database_url", &self.redacted_url())
+            .field("poll_s", &self.poll_s)
+            .field("timeout_s", &self.timeout_s)
+            .finish()
+    }
+}
+
+/// A `[nemo]` value that cannot be used; one line naming the key, the value and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid nemo.{key} = {value}: {allowed}")]
+pub struct NemoConfigError {
+    /// The key inside `[nemo]`.
+    pub key: &'static str,
+    /// The value as written (URL passwords redacted).
+    pub value: String,
+    /// What is allowed.
+    pub allowed: String,
+}
+
+impl NemoConfig {
+    /// True when a database URL is configured.
+    pub fn enabled(&self) -> bool {
+        !self.database_url.trim().is_empty()
+    }
+
+    /// The backend of the configured URL (`None` when off or not a supported scheme).
+    pub fn backend(&self) -> Option<Backend> {
+        Backend::of_url(self.database_url.trim())
+    }
+
+    /// `timeout_s` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s)
+    }
+
+    /// `poll_s` as a duration; `None` = no polling.
+    pub fn poll_interval(&self) -> Option<Duration> {
+        (self.poll_s > 0).then(|| Duration::from_secs(self.poll_s))
+    }
+
+    /// The URL with its password (user-info or `password=` parameter) replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact_database_url(&self.database_url)
+    }
+
+    /// Check the values (no I/O: the URL is parsed when connecting).
+    ///
+    /// # Errors
+    /// [`NemoConfigError`] for an unsupported scheme or an out-of-range number.
+    ///
+    /// ```
+    /// let mut cfg = nemo_db::NemoConfig::default();
+    /// cfg.database_url = "mysql://root:pw@db/nemo".into();
+    /// assert_eq!(cfg.validate().unwrap_err().to_string(),
+    ///     "invalid nemo.database_url = \"mysql://root:***@db/nemo\": must start with postgres://, postgresql:// or sqlite:// (empty = off)");
+    /// ```
+    pub fn validate(&self) -> Result<(), NemoConfigError> {
+        if self.enabled() && self.backend().is_none() {
+            return Err(NemoConfigError {
+                key: "database_url",
+                value: format!("{:?}", self.redacted_url()),
+                allowed: "must start with postgres://, postgresql:// or sqlite:// (empty = off)"
+                    .into(),
+            });
+        }
+        if self.poll_s > 86_400 {
+            return Err(NemoConfigError {
+                key: "poll_s",
+                value: self.poll_s.to_string(),
+                allowed: "must be in 0..=86400 (0 = only on reload)".into(),
+            });
+        }
+        if !(1..=300).contains(&self.timeout_s) {
+            return Err(NemoConfigError {
+                key: "timeout_s",
+                value: self.timeout_s.to_string(),
+                allowed: "must be in 1..=300".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Replace the password in a database URL by `***`: the user-info password
+/// (`postgres://user:pw@host/db`) and a `password=` query parameter (libpq style).
+///
+/// ```
+/// use nemo_db::redact_database_url as r;
+/// assert_eq!(r("postgres://bridge:pw@h/nemo"), "postgres://bridge:***@h/nemo");
+/// assert_eq!(r("postgres://h/nemo?user=b&password=pw&sslmode=require"),
+///            "postgres://h/nemo?user=b&password=***&sslmode=require");
+/// assert_eq!(r("sqlite:///srv/nemo.sqlite3"), "sqlite:///srv/nemo.sqlite3");
+/// ```
+pub fn redact_database_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(start) = out.find("://").map(|i| i + 3) {
+        let rest = &out[start..];
+        let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            out = format!("{}***{}", &out[..start + colon + 1], &out[start + at..]);
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", redacted.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (cfg, key) in [
+            (
+                NemoConfig {
+                    poll_s: 100_000,
+                    ..NemoConfig::default()
+                },
+                "nemo.poll_s",
+            ),
+            (
+                NemoConfig {
+                    timeout_s: 0,
+                    ..NemoConfig::default()
+                },
+                "nemo.timeout_s",
+            ),
+            (
+                NemoConfig {
+                    database_url: "redis://x".into(),
+                    ..NemoConfig::default()
+                },
+                "nemo.database_url",
+            ),
+        ] {
+            let msg = cfg.validate().unwrap_err().to_string();
+            assert!(msg.starts_with(&format!("invalid {key} = ")), "{msg}");
+        }
+        assert!(NemoConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn redaction_covers_userinfo_and_query_but_keeps_the_rest() {
+        assert_eq!(
+            redact_database_url("postgresql://u:p%40ss@h:5/d?password=x&sslrootcert=/ca.pem"),
+            "postgresql://u:***@h:5/d?password=***&sslrootcert=/ca.pem"
+        );
+        assert_eq!(redact_database_url("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redact_database_url(""), "");
+    }
+}

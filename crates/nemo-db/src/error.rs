@@ -1,0 +1,72 @@
+//! Errors of reading NEMO's database.
+
+/// Why NEMO's database could not be read. Every message is one line; none holds a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DbError {
+    /// The URL cannot be parsed or names an unsupported backend.
+    #[error("cannot use database URL {url}: {reason}")]
+    Url {
+        /// The URL, password redacted.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Connecting failed or the connection broke (server down, refused, TLS, authentication).
+    #[error("database {url} unreachable: {reason}")]
+    Unreachable {
+        /// The URL, password redacted.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// No answer within `nemo.timeout_s`.
+    #[error("database {url} did not answer within {seconds} s")]
+    Timeout {
+        /// The URL, password redacted.
+        url: String,
+        /// The bound.
+        seconds: u64,
+    },
+    /// A table of the plugin does not exist: the plugin is not installed or not migrated.
+    #[error(
+        "table {table} does not exist in {url} (is the NEMO MQTT plugin installed and migrated, and is this NEMO's database?)"
+    )]
+    MissingTable {
+        /// The table.
+        table: &'static str,
+        /// The URL, password redacted.
+        url: String,
+    },
+    /// The query failed for another reason (permissions, a column of an unexpected type, …).
+    #[error("reading {table} from {url} failed: {reason}")]
+    Query {
+        /// The table.
+        table: &'static str,
+        /// The URL, password redacted.
+        url: String,
+        /// Why, as the database said it.
+        reason: String,
+    },
+}
+
+impl DbError {
+    /// True for outages that may pass by themselves (unreachable, timeout); false for problems
+    /// that need a person (bad URL, missing table, failing query).
+    ///
+    /// ```
+    /// let e = nemo_db::DbError::Timeout { url: "postgres://db/nemo".into(), seconds: 5 };
+    /// assert!(e.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DbError::Unreachable { .. } | DbError::Timeout { .. })
+    }
+}
+
+/// One line of an error from the database driver: sqlx's messages can span lines.
+pub(crate) fn one_line(e: &sqlx::Error) -> String {
+    let text = match e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        other => other.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

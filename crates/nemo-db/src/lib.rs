@@ -1,0 +1,58 @@
+//! NEMO's own MQTT tables, read from NEMO's database (PostgreSQL or SQLite), so that NEMO's MQTT
+//! configuration page drives the bridge.
+//!
+//! The NEMO MQTT plugin keeps the settings an administrator edits on NEMO's MQTT page in the
+//! table `nemo_mqtt_mqttconfiguration` of NEMO's own database; the active configuration is
+//! the enabled row with the lowest `id`. This crate reads that row ([`SettingsStore`]) and
+//! checks the columns the bridge uses ([`ConfigurationRow::settings`]); the bridge layers the
+//! result between its file and its environment.
+//!
+//! # The one design decision: NEMO owns the tables; the bridge only reads them, lazily, bounded
+//!
+//! The plugin's Django migrations create these tables and NEMO writes them. This crate never
+//! creates, migrates or alters a table, never changes a database setting (a SQLite file keeps
+//! its journal mode) and never creates a missing SQLite file. It also never stands in the way
+//! of delivery: [`NemoDb::open`] does no I/O, every read is bounded by `nemo.timeout_s`, and
+//! an unreachable database is an error value the caller rides out with the settings it
+//! already has. A database outage therefore changes nothing for the events flowing through.
+//!
+//! Both backends are served by one SQL text over [sqlx](https://docs.rs/sqlx) (async,
+//! Tokio, PostgreSQL TLS through OpenSSL as the rest of the bridge); PostgreSQL TLS is set in
+//! the URL (`sslmode=verify-full&sslrootcert=/etc/ssl/nemo-ca.pem`).
+//!
+//! The [`SettingsStore`] trait is the seam: the bridge's own tests use
+//! `MockSettingsStore` (feature `mock`), and this crate's tests run against a real
+//! PostgreSQL and a real SQLite file made from the plugin's exact DDL.
+//!
+//! ```
+//! use nemo_db::{ConfigurationRow, NemoConfig};
+//! let cfg = NemoConfig { database_url: "sqlite:///srv/nemo/nemo.sqlite3".into(), ..Default::default() };
+//! assert_eq!(cfg.backend(), Some(nemo_db::Backend::Sqlite));
+//! let row = ConfigurationRow { id: 1, broker_host: Some("mqtt.lab".into()), broker_port: Some(1884),
+//!     keepalive: Some(60), reconnect_delay: Some(5), ..Default::default() };
+//! assert_eq!(row.settings()?.broker_port, 1884);
+//! # Ok::<(), nemo_db::RowError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod db;
+mod error;
+mod row;
+
+pub use config::{Backend, NemoConfig, NemoConfigError, redact_database_url};
+pub use db::NemoDb;
+pub use error::DbError;
+pub use row::{CONFIGURATION_TABLE, ConfigurationRow, NemoSettings, RowError};
+
+/// Where the bridge reads the page's settings from: NEMO's database ([`NemoDb`]) or, in unit
+/// tests, `MockSettingsStore` (feature `mock`).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// The active configuration row: enabled, lowest `id`; `None` when no row is enabled.
+    ///
+    /// # Errors
+    /// [`DbError`]: unreachable, timed out, the table missing, or the query failing.
+    async fn active_configuration(&self) -> Result<Option<ConfigurationRow>, DbError>;
+}
