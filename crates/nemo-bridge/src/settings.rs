@@ -474,3 +474,281 @@ fn with_row(layering: &Layering, layer: &RowLayer) -> Result<(Config, Figment), 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::config::flag;
+    use figment::providers::{Format, Toml};
+    use nemo_db::MockSettingsStore;
+
+    fn row(id: i64, port: i64, key: Option<&str>) -> ConfigurationRow {
+        ConfigurationRow {
+            id,
+            name: Some("default".into()),
+            enabled: Some(true),
+            broker_host: Some("broker.lab".into()),
+            broker_port: Some(port),
+            keepalive: Some(42),
+            client_id: Some("from-row".into()),
+            username: Some("row-user".into()),
+            password: Some("row-pw".into()),
+            use_hmac: Some(key.is_some()),
+            hmac_secret_key: key.map(str::to_string),
+            hmac_algorithm: Some("sha256".into()),
+            clean_session: Some(true),
+            reconnect_delay: Some(3),
+            updated_at: Some(format!("2026-12-01 10:00:0{id}+00")),
+            ..ConfigurationRow::default()
+        }
+    }
+
+    /// A store answering from a script: each read takes the next answer; the last one repeats.
+    fn scripted(answers: Vec<Result<Option<ConfigurationRow>, DbError>>) -> Connect {
+        let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
+        Box::new(move |_cfg| {
+            let answers = answers.clone();
+            let mut store = MockSettingsStore::new();
+            store.expect_active_configuration().returning(move || {
+                let mut a = lock(&answers);
+                if a.len() > 1 {
+                    a.pop_front().expect("non-empty")
+                } else {
+                    a.front().cloned().expect("at least one answer")
+                }
+            });
+            Ok(Arc::new(store) as Arc<dyn SettingsStore>)
+        })
+    }
+
+    /// Defaults < `file` < row < `flags` (standing in for the environment and the flags).
+    fn layering(file: impl Into<String>, flags: Vec<(&'static str, &'static str)>) -> Layering {
+        let file = file.into();
+        Box::new(move |row| {
+            let mut fig =
+                Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(&file));
+            if let Some(row) = row {
+                fig = fig.merge(row.clone());
+            }
+            for (k, v) in &flags {
+                fig = fig.merge(flag(k, *v));
+            }
+            fig
+        })
+    }
+
+    const FILE: &str = "[mqtt]\nurl = \"mqtt://file-broker:1883\"\nclient_id = \"from-file\"\n[nemo]\ndatabase_url = \"postgres://bridge:pw@db/nemo\"\n";
+
+    fn unreachable() -> DbError {
+        DbError::Unreachable {
+            url: "postgres://bridge:***@db/nemo".into(),
+            reason: "connection refused".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_database_url_the_file_alone_counts() {
+        let mut s = Settings::new(
+            layering("[mqtt]\nurl = \"mqtt://file-broker:1883\"\n", vec![]),
+            Box::new(|_| panic!("must not connect without a database_url")),
+        );
+        let l = s.load(Phase::Start).await.unwrap();
+        assert_eq!(l.config.mqtt.url, ["mqtt://file-broker:1883"]);
+        assert_eq!(l.state, RowState::Off);
+        assert_eq!(l.state.note(), None);
+    }
+
+    #[tokio::test]
+    async fn the_row_sits_above_the_file_and_below_env_and_flags() {
+        let mut s = Settings::new(
+            layering(FILE, vec![("mqtt.client_id", "from-flag")]),
+            scripted(vec![Ok(Some(row(1, 1884, Some("row-key"))))]),
+        );
+        let l = s.load(Phase::Start).await.unwrap();
+        let c = &l.config;
+        assert_eq!(c.mqtt.url, ["mqtt://broker.lab:1884"], "row over file");
+        assert_eq!(c.mqtt.client_id, "from-flag", "flag over row");
+        assert_eq!(c.mqtt.username, "row-user");
+        assert_eq!(c.mqtt.password.expose(), "row-pw");
+        assert_eq!(c.mqtt.keep_alive_s, 42);
+        assert_eq!(c.hmac.key.expose(), "row-key");
+        assert_eq!(c.backoff.initial_ms, 3_000);
+        assert_eq!(
+            l.state,
+            RowState::Applied {
+                id: 1,
+                updated_at: "2026-12-01 10:00:01+00".into()
+            }
+        );
+        let text = c.to_toml_with_sources(&l.figment);
+        assert!(
+            text.contains("keep_alive_s = 42  # NEMO database (nemo_mqtt_mqttconfiguration id=1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("client_id = \"from-flag\"  # command line"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("row-pw") && !text.contains("row-key"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_in_the_file_makes_the_row_url_mqtts() {
+        let mut s = Settings::new(
+            layering(
+                "[mqtt]\nurl = \"mqtts://file-broker:8883\"\n[nemo]\ndatabase_url = \"sqlite:///x\"\n",
+                vec![],
+            ),
+            scripted(vec![Ok(Some(row(1, 8884, None)))]),
+        );
+        let l = s.load(Phase::Start).await.unwrap();
+        assert_eq!(l.config.mqtt.url, ["mqtts://broker.lab:8884"]);
+        assert!(l.config.hmac.key.is_empty(), "use_hmac off supplies no key");
+    }
+
+    #[tokio::test]
+    async fn a_bad_row_falls_back_to_the_file_at_start_and_keeps_the_running_config_on_reload() {
+        let mut bad = row(3, 0, None);
+        bad.broker_port = Some(0);
+        let mut s = Settings::new(
+            layering(FILE, vec![]),
+            scripted(vec![
+                Ok(Some(bad.clone())),
+                Ok(Some(row(3, 1884, None))),
+                Ok(Some(bad)),
+            ]),
+        );
+        let l = s.load(Phase::Start).await.unwrap();
+        assert_eq!(l.config.mqtt.url, ["mqtt://file-broker:1883"]);
+        let note = l.state.note().unwrap();
+        assert!(
+            note.contains("nemo_mqtt_mqttconfiguration id=3: broker_port = 0")
+                && note.contains("using the file's settings"),
+            "{note}"
+        );
+        let good = s.load(Phase::Reload).await.unwrap();
+        assert_eq!(good.config.mqtt.url, ["mqtt://broker.lab:1884"]);
+        let err = s.load(Phase::Reload).await.unwrap_err().to_string();
+        assert!(err.contains("broker_port = 0"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[tokio::test]
+    async fn a_row_that_makes_the_whole_config_invalid_is_refused_naming_the_row() {
+        // clean_session off with the file's client id empty: the row has a client id, but
+        // a flag empties it; the layered result is invalid and the row is named.
+        let mut r = row(5, 1884, None);
+        r.clean_session = Some(false);
+        let mut s = Settings::new(
+            layering(FILE, vec![("mqtt.client_id", "")]),
+            scripted(vec![Ok(Some(r))]),
+        );
+        let l = s.load(Phase::Start).await.unwrap();
+        let note = l.state.note().unwrap();
+        assert!(
+            note.contains("nemo_mqtt_mqttconfiguration id=5") && note.contains("mqtt.client_id"),
+            "{note}"
+        );
+        assert_eq!(l.config.mqtt.url, ["mqtt://file-broker:1883"]);
+    }
+
+    #[tokio::test]
+    async fn no_enabled_row_uses_the_file_and_says_so_in_readyz() {
+        let mut s = Settings::new(layering(FILE, vec![]), scripted(vec![Ok(None)]));
+        let l = s.load(Phase::Start).await.unwrap();
+        assert_eq!(l.config.mqtt.client_id, "from-file");
+        assert_eq!(l.state, RowState::NoEnabledRow);
+        assert_eq!(
+            l.state.note().unwrap(),
+            "nemo: no enabled row in nemo_mqtt_mqttconfiguration; using the file's settings"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_keeps_the_last_good_row_on_reload() {
+        let mut s = Settings::new(
+            layering(FILE, vec![]),
+            scripted(vec![
+                Err(unreachable()),
+                Ok(Some(row(1, 1884, Some("k1")))),
+                Err(unreachable()),
+            ]),
+        );
+        let start = s.load(Phase::Start).await.unwrap();
+        assert_eq!(start.config.mqtt.url, ["mqtt://file-broker:1883"]);
+        assert!(
+            start
+                .state
+                .note()
+                .unwrap()
+                .contains("connection refused; using the file's settings")
+        );
+        let applied = s.load(Phase::Reload).await.unwrap();
+        assert_eq!(applied.config.mqtt.url, ["mqtt://broker.lab:1884"]);
+        let kept = s.load(Phase::Reload).await.unwrap();
+        assert_eq!(kept.config.mqtt.url, ["mqtt://broker.lab:1884"]);
+        assert_eq!(kept.config.hmac.key.expose(), "k1");
+        let note = kept.state.note().unwrap();
+        assert!(
+            note.contains(
+                "keeping the last good settings of NEMO database (nemo_mqtt_mqttconfiguration id=1)"
+            ),
+            "{note}"
+        );
+        assert!(!note.contains("pw@"), "{note}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_poller_asks_for_a_reload_only_when_the_row_changed() {
+        let mut s = Settings::new(
+            layering(format!("{FILE}poll_s = 5\n"), vec![]),
+            scripted(vec![
+                Ok(Some(row(1, 1884, None))), // the load
+                Ok(Some(row(1, 1884, None))), // poll 1: same
+                Err(unreachable()),           // poll 2: down, nothing to do
+                Ok(Some(row(1, 1885, None))), // poll 3: changed
+                Ok(Some(row(1, 1885, None))), // then the same for ever
+            ]),
+        );
+        s.load(Phase::Start).await.unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let health = Arc::new(Health::default());
+        let task = s.spawn_poller(tx, health.clone());
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "no reload for an unchanged row or an outage"
+        );
+        assert!(health.note().unwrap().contains("connection refused"));
+        let got = tokio::time::timeout(Duration::from_secs(6), rx.recv()).await;
+        assert_eq!(got.unwrap(), Some(Control::Reload));
+        assert_eq!(
+            health.note(),
+            None,
+            "the note clears when the database answers"
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(rx.try_recv().is_err(), "one reload per change");
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_database_down_at_start_is_applied_by_the_poll_when_it_comes_back() {
+        let mut s = Settings::new(
+            layering(format!("{FILE}poll_s = 5\n"), vec![]),
+            scripted(vec![Err(unreachable()), Ok(Some(row(1, 1884, None)))]),
+        );
+        s.load(Phase::Start).await.unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = s.spawn_poller(tx, Arc::new(Health::default()));
+        let got = tokio::time::timeout(Duration::from_secs(6), rx.recv()).await;
+        assert_eq!(got.unwrap(), Some(Control::Reload));
+        task.abort();
+    }
+}
