@@ -21,7 +21,7 @@ use support::{Setup, TestResult, collect, http_get, producer, run_bridge, subscr
 /// NEMO's database in a test: PostgreSQL or a SQLite file, written with the servers' own
 /// command-line clients (a second process, as NEMO is).
 enum NemoDatabase {
-    Postgres(PostgresServer),
+    Postgres(Box<PostgresServer>),
     Sqlite(tempfile::TempDir),
 }
 
@@ -30,7 +30,7 @@ impl NemoDatabase {
         let pg = PostgresServer::start().unwrap();
         pg.psql_file(fixtures_dir().join("nemo-plugin-schema/postgresql.sql"))
             .unwrap();
-        NemoDatabase::Postgres(pg)
+        NemoDatabase::Postgres(Box::new(pg))
     }
 
     fn sqlite() -> NemoDatabase {
