@@ -231,3 +231,38 @@ async fn postgres_wrong_password_is_one_line_without_the_password() {
     assert!(err.contains("nosuchuser:***@"), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }
+
+#[tokio::test]
+async fn postgres_over_tls_verifies_the_server_certificate() {
+    let certs = nemo_testkit::Certs::generate().unwrap();
+    let pg = PostgresServer::start().unwrap();
+    pg.psql_file(fixtures_dir().join("nemo-plugin-schema/postgresql.sql"))
+        .unwrap();
+    pg.psql(&insert_row(1, "default", true, 8883, "k")).unwrap();
+    pg.enable_tls(&certs).unwrap();
+    let tls_url = |ca: &std::path::Path| {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/nemo?sslmode=verify-full&sslrootcert={}",
+            pg.port(),
+            ca.display()
+        )
+    };
+    let db = NemoDb::open(&cfg(&tls_url(&certs.ca))).unwrap();
+    let row = db.active_configuration().await.unwrap().unwrap();
+    assert_eq!(row.broker_port, Some(8883));
+    // The server really speaks TLS to us: pg_stat_ssl says so for our own session.
+    let ssl_sessions = pg
+        .psql("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'nemo-bridge'")
+        .unwrap();
+    assert_eq!(ssl_sessions, "1", "the bridge's session is not encrypted");
+
+    // A CA that did not sign the server's certificate: refused, one line, transient-looking
+    // but naming the certificate problem.
+    let other = nemo_testkit::Certs::generate().unwrap();
+    let db = NemoDb::open(&cfg(&tls_url(&other.ca))).unwrap();
+    let err = db.active_configuration().await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, DbError::Unreachable { .. }), "{text}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+}

@@ -204,6 +204,51 @@ impl PostgresServer {
         Ok(())
     }
 
+    /// Turn TLS on with the server certificate and key of `certs` (names
+    /// `localhost` and `127.0.0.1`), for clients that connect with
+    /// `sslmode=verify-full&sslrootcert=<certs.ca>`. Plain connections stay
+    /// allowed. Applied with `ALTER SYSTEM` and a configuration reload, so it
+    /// survives [`restart`](Self::restart); returns once a new session sees
+    /// `ssl = on` (bounded, 10 s).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), nemo_testkit::HarnessError> {
+    /// let certs = nemo_testkit::Certs::generate()?;
+    /// let pg = nemo_testkit::PostgresServer::start()?;
+    /// pg.enable_tls(&certs)?;
+    /// let url = format!("{}?sslmode=verify-full&sslrootcert={}", pg.url(), certs.ca.display());
+    /// # let _ = url; Ok(()) }
+    /// ```
+    pub fn enable_tls(&self, certs: &crate::Certs) -> Result<(), HarnessError> {
+        // The server reads them from its data directory as its own user; the key must not be
+        // readable by others or PostgreSQL refuses it.
+        let owner = std::fs::metadata(&self.data)?;
+        for (from, name, mode) in [
+            (&certs.server_cert, "server.crt", 0o644),
+            (&certs.server_key, "server.key", 0o600),
+        ] {
+            let to = self.data.join(name);
+            std::fs::copy(from, &to)?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))?;
+            std::os::unix::fs::chown(&to, Some(owner.uid()), Some(owner.gid()))?;
+        }
+        self.psql("ALTER SYSTEM SET ssl = on")?;
+        self.psql("SELECT pg_reload_conf()")?;
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.psql("SHOW ssl")? == "on" {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                return Err(HarnessError::Io(std::io::Error::other(format!(
+                    "ssl is still off 10 s after the reload; server log:\n{}",
+                    self.log_tail()
+                ))));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Start again on the same port with the same data directory (after
     /// [`kill`](Self::kill) or [`stop`](Self::stop); kills a running one
     /// first), and wait until it answers queries again (up to 30 s).
