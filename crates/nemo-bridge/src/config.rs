@@ -206,6 +206,9 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// `[nemo]`: NEMO's database (the MQTT configuration page's settings).
     pub nemo: NemoConfig,
+    /// The event filters of NEMO's page (read from its database, never from the file).
+    #[serde(skip)]
+    pub filters: crate::filters::EventFilters,
 }
 
 /// A provider under another name (how `--check-config` names the layer a value came from).

@@ -22,7 +22,9 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod filters;
 pub mod http;
+pub mod message_log;
 pub mod pipeline;
 pub mod prepare;
 pub mod run;

@@ -23,13 +23,15 @@ use nemo_events::QueueItem;
 use nemo_mqtt::OutMessage;
 use nemo_topics::TopicMapper;
 
+use crate::filters::{EventFilters, Verdict};
 use crate::pipeline::Prepare;
 
-/// Validates, maps and (optionally) signs queue items. Cheap to share; immutable.
+/// Validates, filters, maps and (optionally) signs queue items. Cheap to share; immutable.
 #[derive(Clone)]
 pub struct ItemPreparer {
     mapper: TopicMapper,
     hmac_key: Option<Vec<u8>>,
+    filters: EventFilters,
 }
 
 impl std::fmt::Debug for ItemPreparer {
@@ -37,6 +39,7 @@ impl std::fmt::Debug for ItemPreparer {
         f.debug_struct("ItemPreparer")
             .field("mapper", &self.mapper)
             .field("hmac", &self.hmac_key.as_ref().map(|_| "***"))
+            .field("filters", &self.filters)
             .finish()
     }
 }
@@ -47,7 +50,15 @@ impl ItemPreparer {
         ItemPreparer {
             mapper,
             hmac_key: hmac_key.filter(|k| !k.is_empty()),
+            filters: EventFilters::default(),
         }
+    }
+
+    /// The same preparer applying the event filters of NEMO's page first (see
+    /// [`crate::filters`]): a dropped item yields no message (the pipeline acks it in order).
+    pub fn with_filters(mut self, filters: EventFilters) -> Self {
+        self.filters = filters;
+        self
     }
 
     /// True when payloads are wrapped in the HMAC envelope.
@@ -58,7 +69,12 @@ impl ItemPreparer {
 
 impl Prepare for ItemPreparer {
     fn prepare(&self, raw: &[u8]) -> Result<Vec<OutMessage>, String> {
-        let item = QueueItem::parse(raw).map_err(|e| e.to_string())?;
+        let mut item = QueueItem::parse(raw).map_err(|e| e.to_string())?;
+        if let Verdict::Drop(event_type) = self.filters.apply(&mut item)? {
+            metrics::counter!("nemo_bridge_filtered_total", "event_type" => event_type)
+                .increment(1);
+            return Ok(Vec::new());
+        }
         let pubs = self
             .mapper
             .map_item(&item, None)

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use nemo_db::NemoStore;
 use nemo_mqtt::{ConnStatus, MqttError, Publisher};
 use nemo_redis::{
     BridgeStatus, ControlCommand, Delivery, EventSource, Lease, LeaseKeeper, Redis, RedisError,
@@ -25,6 +26,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::http::Health;
+use crate::message_log::{LogTap, LoggedSink, MessageLog};
 use crate::pipeline::{Pipeline, PipelineOptions, StopMode};
 use crate::prepare::ItemPreparer;
 use crate::settings::{Phase, Settings};
@@ -92,7 +94,67 @@ impl EventSource for BoxSource {
 fn preparer(cfg: &Config) -> Result<ItemPreparer, ConfigError> {
     let mapper =
         TopicMapper::from_config(&cfg.topics).map_err(|e| ConfigError::Section(e.to_string()))?;
-    Ok(ItemPreparer::new(mapper, cfg.hmac.key_bytes()?))
+    Ok(ItemPreparer::new(mapper, cfg.hmac.key_bytes()?).with_filters(cfg.filters.clone()))
+}
+
+/// The message-log writer a configuration asks for: `nemo.message_log` on (the page's "log
+/// messages") and NEMO's database configured.
+fn message_log(cfg: &Config, store: Option<Arc<dyn NemoStore>>) -> Option<MessageLog> {
+    let store = store.filter(|_| cfg.nemo.message_log)?;
+    info!(
+        keep = cfg.nemo.message_log_keep,
+        "message log: writing every publication to NEMO's message log"
+    );
+    Some(MessageLog::spawn(store, cfg.nemo.message_log_keep))
+}
+
+/// What a reload changes in a running bridge, and the one place that applies it.
+struct Live {
+    cfg: Config,
+    publisher: Publisher,
+    mqtt_task: tokio::task::JoinHandle<()>,
+    prep: ItemPreparer,
+    msglog: Option<MessageLog>,
+}
+
+impl Live {
+    /// Apply `new` (between two pipeline runs): connect the new broker when its settings
+    /// changed, rebuild the preparer (topics, HMAC key, event filters), restart the message log.
+    async fn apply(
+        &mut self,
+        new: Config,
+        store: Option<Arc<dyn NemoStore>>,
+        health: &Arc<Health>,
+        status_tx: &watch::Sender<BridgeStatus>,
+    ) {
+        self.publisher = switch_publisher(
+            self.publisher.clone(),
+            &self.cfg,
+            &new,
+            &mut self.mqtt_task,
+            health,
+            status_tx,
+        )
+        .await;
+        match preparer(&new) {
+            Ok(p) => self.prep = p,
+            Err(e) => warn!(error = %e, "reload: keeping the old topic/hmac settings"),
+        }
+        if let Some(old) = self.msglog.take() {
+            old.close(Duration::from_millis(500)).await;
+        }
+        self.msglog = message_log(&new, store);
+        self.cfg = new;
+    }
+
+    /// The sink of the next pipeline run: the broker, logged when the message log is on.
+    fn sink(&self) -> LoggedSink<Publisher> {
+        let tap = self
+            .msglog
+            .as_ref()
+            .map_or_else(LogTap::off, MessageLog::tap);
+        LoggedSink::new(self.publisher.clone(), tap)
+    }
 }
 
 fn pipeline_options(cfg: &Config) -> PipelineOptions {
@@ -164,7 +226,7 @@ pub async fn run(
     mut settings: Settings,
     mut control: mpsc::Receiver<Control>,
 ) -> Result<(), BridgeError> {
-    let mut cfg = config;
+    let cfg = config;
     let health = Arc::new(Health::default());
     health.set_note(settings.state().note());
     let _ = crate::http::prometheus();
@@ -291,9 +353,10 @@ pub async fn run(
         })
     };
 
-    let mut publisher = Publisher::connect(cfg.mqtt_config(), cfg.backoff.build()).await?;
-    let mut mqtt_task = watch_mqtt(publisher.state(), health.clone(), status_tx.clone());
-    let mut prep = preparer(&cfg)?;
+    let publisher = Publisher::connect(cfg.mqtt_config(), cfg.backoff.build()).await?;
+    let mqtt_task = watch_mqtt(publisher.state(), health.clone(), status_tx.clone());
+    let prep = preparer(&cfg)?;
+    let msglog = message_log(&cfg, settings.store());
 
     // The last line of defence: exit (the service manager restarts us) if a running pipeline
     // stops turning; see `watchdog`.
@@ -310,6 +373,13 @@ pub async fn run(
     })
     .map_err(|source| BridgeError::Watchdog { source })?;
 
+    let mut live = Live {
+        cfg,
+        publisher,
+        mqtt_task,
+        prep,
+        msglog,
+    };
     let token = Lease::new_token();
     'outer: loop {
         // Single-active lease: wait as standby until it is ours.
@@ -335,10 +405,8 @@ pub async fn run(
                 tokio::select! {
                     c = ctl_rx.recv() => match c {
                         Some(Control::Reload) => {
-                            if let Some(new) = reload_config(&mut settings, &cfg, &health).await {
-                                publisher = switch_publisher(publisher, &new, &mut mqtt_task, &health, &status_tx).await;
-                                prep = preparer(&new).unwrap_or(prep);
-                                cfg = new;
+                            if let Some(new) = reload_config(&mut settings, &live.cfg, &health).await {
+                                live.apply(new, settings.store(), &health, &status_tx).await;
                             }
                         }
                         _ => break 'outer,
@@ -354,12 +422,12 @@ pub async fn run(
 
         let mut source = BoxSource(redis.source().await?);
         loop {
-            heartbeat.set_limit(cfg.stall_limit()); // a reload may have changed the timeouts
+            heartbeat.set_limit(live.cfg.stall_limit()); // a reload may have changed the timeouts
             let mut pipeline = Pipeline::new(
                 source,
-                publisher.clone(),
-                prep.clone(),
-                pipeline_options(&cfg),
+                live.sink(),
+                live.prep.clone(),
+                pipeline_options(&live.cfg),
             )
             .with_heartbeat(heartbeat.clone());
             let mut ended = Ended::Shutdown;
@@ -403,17 +471,8 @@ pub async fn run(
                     continue 'outer;
                 }
                 Ended::Reload => {
-                    if let Some(new) = reload_config(&mut settings, &cfg, &health).await {
-                        publisher =
-                            switch_publisher(publisher, &new, &mut mqtt_task, &health, &status_tx)
-                                .await;
-                        match preparer(&new) {
-                            Ok(p) => prep = p,
-                            Err(e) => {
-                                warn!(error = %e, "reload: keeping the old topic/hmac settings")
-                            }
-                        }
-                        cfg = new;
+                    if let Some(new) = reload_config(&mut settings, &live.cfg, &health).await {
+                        live.apply(new, settings.store(), &health, &status_tx).await;
                     }
                 }
             }
@@ -421,10 +480,13 @@ pub async fn run(
     }
 
     // Graceful stop: offline status, disconnect, compat key, background tasks.
-    if let Err(e) = publisher.shutdown().await {
+    if let Err(e) = live.publisher.shutdown().await {
         warn!(error = %e, "mqtt: shutdown was not clean");
     }
-    mqtt_task.abort();
+    live.mqtt_task.abort();
+    if let Some(log) = live.msglog.take() {
+        log.close(Duration::from_secs(2)).await;
+    }
     drop(status_tx);
     if let Ok(refresher) = refresher_task.await
         && let Err(e) = refresher.stop(BridgeStatus::Disconnected).await
@@ -474,24 +536,38 @@ async fn reload_config(settings: &mut Settings, old: &Config, health: &Health) -
         }
         Err(e) => {
             error!(error = %e, "reload: rejected; keeping the running configuration");
+            health.set_note(Some(format!(
+                "reload rejected ({e}); running configuration kept"
+            )));
             None
         }
     }
 }
 
 /// Connect the new broker when `[mqtt]`/`[status]`/`[backoff]` changed; close the old one.
+///
+/// The new broker gets `mqtt.connect_timeout_s` + 5 s to answer (a typo on NEMO's page must
+/// not leave the bridge retrying a broker that does not exist while events wait); past that the
+/// old connection stays, `/readyz` says so in its note, and the next reload tries again.
 async fn switch_publisher(
     old: Publisher,
+    running: &Config,
     new: &Config,
     mqtt_task: &mut tokio::task::JoinHandle<()>,
     health: &Arc<Health>,
     status_tx: &watch::Sender<BridgeStatus>,
 ) -> Publisher {
-    if old.config() == &new.mqtt_config() {
+    if old.config() == &new.mqtt_config() && running.backoff == new.backoff {
         return old;
     }
     info!("reload: broker settings changed; connecting the new broker");
-    match Publisher::connect(new.mqtt_config(), new.backoff.build()).await {
+    let limit = Duration::from_secs(new.mqtt.connect_timeout_s) + Duration::from_secs(5);
+    let connect = Publisher::connect(new.mqtt_config(), new.backoff.build());
+    let result = match tokio::time::timeout(limit, connect).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no connection within {} s", limit.as_secs())),
+    };
+    match result {
         Ok(p) => {
             mqtt_task.abort();
             if let Err(e) = old.shutdown().await {
@@ -501,7 +577,11 @@ async fn switch_publisher(
             p
         }
         Err(e) => {
-            error!(error = %e, "reload: cannot connect the new broker; keeping the old one");
+            let urls = new.redacted().mqtt.url.join(", ");
+            error!(error = %e, new = %urls, "reload: cannot connect the new broker; keeping the old one");
+            health.set_note(Some(format!(
+                "mqtt: the new broker {urls} did not answer ({e}); still on the previous one"
+            )));
             old
         }
     }

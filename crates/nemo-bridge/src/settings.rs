@@ -27,12 +27,13 @@ use std::time::Duration;
 use figment::providers::Serialized;
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
-use nemo_db::{ConfigurationRow, DbError, NemoConfig, NemoDb, NemoSettings, SettingsStore};
+use nemo_db::{ConfigurationRow, DbError, FilterRow, NemoConfig, NemoDb, NemoSettings, NemoStore};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+use crate::filters::EventFilters;
 use crate::http::Health;
 use crate::run::Control;
 
@@ -41,12 +42,11 @@ use crate::run::Control;
 pub type Layering = Box<dyn Fn(Option<&RowLayer>) -> Figment + Send + Sync>;
 
 /// Opens NEMO's database for a `[nemo]` section ([`NemoDb::open`] in the bridge; a mock in tests).
-pub type Connect =
-    Box<dyn Fn(&NemoConfig) -> Result<Arc<dyn SettingsStore>, DbError> + Send + Sync>;
+pub type Connect = Box<dyn Fn(&NemoConfig) -> Result<Arc<dyn NemoStore>, DbError> + Send + Sync>;
 
 /// The real [`Connect`]: [`NemoDb::open`].
 pub fn connect_nemo_db() -> Connect {
-    Box::new(|cfg| Ok(Arc::new(NemoDb::open(cfg)?) as Arc<dyn SettingsStore>))
+    Box::new(|cfg| Ok(Arc::new(NemoDb::open(cfg)?) as Arc<dyn NemoStore>))
 }
 
 /// The configuration values NEMO's active row supplies, as a figment provider named after the row.
@@ -108,7 +108,11 @@ impl RowLayer {
             mqtt["password"] = json!(password);
         }
         let initial_ms = (settings.reconnect_delay.as_millis() as u64).min(below.backoff.max_ms);
-        let mut values = json!({ "mqtt": mqtt, "backoff": { "initial_ms": initial_ms } });
+        let mut values = json!({
+            "mqtt": mqtt,
+            "backoff": { "initial_ms": initial_ms },
+            "nemo": { "message_log": settings.log_messages },
+        });
         if let Some(key) = &settings.hmac_key {
             // The row's key replaces a key file of the file layer (both set is an error).
             values["hmac"] = json!({ "key": key, "key_file": "" });
@@ -196,7 +200,7 @@ pub enum Phase {
 /// What the poller needs; replaced on every load.
 #[derive(Clone)]
 struct PollPlan {
-    store: Option<Arc<dyn SettingsStore>>,
+    store: Option<Arc<dyn NemoStore>>,
     interval: Option<Duration>,
 }
 
@@ -204,11 +208,15 @@ struct PollPlan {
 pub struct Settings {
     layering: Layering,
     connect: Connect,
-    store: Option<(NemoConfig, Arc<dyn SettingsStore>)>,
+    store: Option<(NemoConfig, Arc<dyn NemoStore>)>,
     last_good: Option<RowLayer>,
     state: RowState,
-    /// The row as last read (`Some(None)` = no enabled row), shared with the poller.
-    last_seen: Arc<Mutex<Option<Option<ConfigurationRow>>>>,
+    /// The page as last read (`None` = unknown: never read, or the last read failed), shared
+    /// with the poller.
+    last_seen: Arc<Mutex<Option<PageSnapshot>>>,
+    last_filters: EventFilters,
+    filters_absent: bool,
+    filters_problem: Option<String>,
     plan: watch::Sender<PollPlan>,
 }
 
@@ -235,6 +243,9 @@ impl Settings {
             last_good: None,
             state: RowState::Off,
             last_seen: Arc::new(Mutex::new(None)),
+            last_filters: EventFilters::default(),
+            filters_absent: false,
+            filters_problem: None,
             plan,
         }
     }
@@ -257,6 +268,7 @@ impl Settings {
         if !base.nemo.enabled() {
             self.store = None;
             self.last_good = None;
+            self.last_filters = EventFilters::default();
             self.publish_plan(None, None);
             self.set_state(RowState::Off);
             return Ok(Loaded {
@@ -267,90 +279,135 @@ impl Settings {
         }
         let store = self.store_for(&base.nemo)?;
         self.publish_plan(Some(store.clone()), base.nemo.poll_interval());
-        let read = store.active_configuration().await;
-        match read {
-            Ok(Some(row)) => {
-                self.remember(Some(row.clone()));
-                let applied = row.settings().map_err(|e| e.to_string()).and_then(|s| {
-                    let layer = RowLayer::new(s, &base);
-                    match with_row(&self.layering, &layer) {
-                        Ok((c, f)) => Ok((c, f, layer)),
-                        Err(e) => Err(format!("{}: gives {e}", layer.name())),
-                    }
-                });
-                match applied {
-                    Ok((config, figment, layer)) => {
-                        let state = RowState::Applied {
-                            id: row.id,
-                            updated_at: layer.settings.updated_at.clone(),
-                        };
-                        self.last_good = Some(layer);
-                        self.set_state(state.clone());
-                        Ok(Loaded {
-                            config,
-                            figment,
-                            state,
-                        })
-                    }
-                    Err(why) if phase == Phase::Reload => Err(ConfigError::Section(why)),
-                    Err(why) => {
-                        self.set_state(RowState::Failed(format!(
-                            "{why}; using the file's settings"
-                        )));
-                        Ok(Loaded {
-                            config: base,
-                            figment: base_fig,
-                            state: self.state.clone(),
-                        })
-                    }
-                }
+        let snapshot = match read_page(&*store).await {
+            Ok(snapshot) => snapshot,
+            Err(e) => return Ok(self.unreadable(e, phase, base, base_fig)),
+        };
+        *lock(&self.last_seen) = Some(snapshot.clone());
+        let filters = self.filters_of(&snapshot);
+        let Some(row) = snapshot.row else {
+            self.last_good = None;
+            self.set_state(RowState::NoEnabledRow);
+            return Ok(Loaded {
+                config: Config { filters, ..base },
+                figment: base_fig,
+                state: RowState::NoEnabledRow,
+            });
+        };
+        let applied = row.settings().map_err(|e| e.to_string()).and_then(|s| {
+            let layer = RowLayer::new(s, &base);
+            match with_row(&self.layering, &layer) {
+                Ok((c, f)) => Ok((c, f, layer)),
+                Err(e) => Err(format!("{}: gives {e}", layer.name())),
             }
-            Ok(None) => {
-                self.remember(None);
-                self.last_good = None;
-                self.set_state(RowState::NoEnabledRow);
+        });
+        match applied {
+            Ok((config, figment, layer)) => {
+                let state = RowState::Applied {
+                    id: row.id,
+                    updated_at: layer.settings.updated_at.clone(),
+                };
+                self.last_good = Some(layer);
+                self.set_state(state.clone());
                 Ok(Loaded {
-                    config: base,
-                    figment: base_fig,
-                    state: RowState::NoEnabledRow,
+                    config: Config { filters, ..config },
+                    figment,
+                    state,
                 })
             }
-            Err(e) => {
-                // Unknown now: the poller reloads as soon as it can read the row again.
-                *lock(&self.last_seen) = None;
-                let kept = match (&self.last_good, phase) {
-                    (Some(layer), Phase::Reload) => with_row(&self.layering, layer)
-                        .ok()
-                        .map(|r| (r, layer.name())),
-                    _ => None,
-                };
-                match kept {
-                    Some(((config, figment), name)) => {
-                        self.set_state(RowState::Failed(format!(
-                            "{e}; keeping the last good settings of {name}"
-                        )));
-                        Ok(Loaded {
-                            config,
-                            figment,
-                            state: self.state.clone(),
-                        })
-                    }
-                    None => {
-                        self.last_good = None;
-                        self.set_state(RowState::Failed(format!("{e}; using the file's settings")));
-                        Ok(Loaded {
-                            config: base,
-                            figment: base_fig,
-                            state: self.state.clone(),
-                        })
-                    }
+            Err(why) if phase == Phase::Reload => Err(ConfigError::Section(why)),
+            Err(why) => {
+                self.set_state(RowState::Failed(format!(
+                    "{why}; using the file's settings"
+                )));
+                Ok(Loaded {
+                    config: Config { filters, ..base },
+                    figment: base_fig,
+                    state: self.state.clone(),
+                })
+            }
+        }
+    }
+
+    /// NEMO's database could not be read: the last good row and filters over the current file
+    /// on a reload, the file alone at the start.
+    fn unreadable(&mut self, e: DbError, phase: Phase, base: Config, base_fig: Figment) -> Loaded {
+        // Unknown now: the poller reloads as soon as it can read the page again.
+        *lock(&self.last_seen) = None;
+        let kept = match (&self.last_good, phase) {
+            (Some(layer), Phase::Reload) => with_row(&self.layering, layer)
+                .ok()
+                .map(|r| (r, layer.name())),
+            _ => None,
+        };
+        let filters = match phase {
+            Phase::Reload => self.last_filters.clone(),
+            Phase::Start => EventFilters::default(),
+        };
+        match kept {
+            Some(((config, figment), name)) => {
+                self.set_state(RowState::Failed(format!(
+                    "{e}; keeping the last good settings of {name}"
+                )));
+                Loaded {
+                    config: Config { filters, ..config },
+                    figment,
+                    state: self.state.clone(),
+                }
+            }
+            None => {
+                self.last_good = None;
+                self.set_state(RowState::Failed(format!("{e}; using the file's settings")));
+                Loaded {
+                    config: Config { filters, ..base },
+                    figment: base_fig,
+                    state: self.state.clone(),
                 }
             }
         }
     }
 
+    /// The filters of a snapshot; problems are logged once (not on every reload).
+    fn filters_of(&mut self, snapshot: &PageSnapshot) -> EventFilters {
+        let filters = match &snapshot.filters {
+            Some(rows) => EventFilters::from_rows(rows),
+            None => EventFilters::default(),
+        };
+        let absent = snapshot.filters.is_none();
+        if absent != self.filters_absent || snapshot.filters_problem != self.filters_problem {
+            match &snapshot.filters_problem {
+                Some(why) => error!("nemo: cannot read the event filters ({why}); filters are off"),
+                None if absent => info!(
+                    "nemo: no event-filter table ({}) in NEMO's database (plugin 2.x has none); filters are off",
+                    nemo_db::FILTER_TABLE
+                ),
+                None => {}
+            }
+            self.filters_absent = absent;
+            self.filters_problem = snapshot.filters_problem.clone();
+        }
+        if filters != self.last_filters {
+            for problem in filters.problems() {
+                warn!("nemo: {problem}");
+            }
+            if !filters.is_empty() || !self.last_filters.is_empty() {
+                info!(
+                    rows = snapshot.filters.as_ref().map_or(0, Vec::len),
+                    "nemo: event filters of NEMO's page in use"
+                );
+            }
+        }
+        self.last_filters = filters.clone();
+        filters
+    }
+
+    /// The store, when NEMO's database is configured (for the message log).
+    pub fn store(&self) -> Option<Arc<dyn NemoStore>> {
+        self.store.as_ref().map(|(_, s)| s.clone())
+    }
+
     /// The store for `nemo`, reopened when the URL or timeout changed.
-    fn store_for(&mut self, nemo: &NemoConfig) -> Result<Arc<dyn SettingsStore>, ConfigError> {
+    fn store_for(&mut self, nemo: &NemoConfig) -> Result<Arc<dyn NemoStore>, ConfigError> {
         if let Some((cfg, store)) = &self.store
             && cfg.database_url == nemo.database_url
             && cfg.timeout_s == nemo.timeout_s
@@ -368,11 +425,7 @@ impl Settings {
         Ok(store)
     }
 
-    fn remember(&self, row: Option<ConfigurationRow>) {
-        *lock(&self.last_seen) = Some(row);
-    }
-
-    fn publish_plan(&self, store: Option<Arc<dyn SettingsStore>>, interval: Option<Duration>) {
+    fn publish_plan(&self, store: Option<Arc<dyn NemoStore>>, interval: Option<Duration>) {
         self.plan.send_replace(PollPlan { store, interval });
     }
 
@@ -423,8 +476,8 @@ impl Settings {
                     }
                     _ = tokio::time::sleep(every) => {}
                 }
-                match store.active_configuration().await {
-                    Ok(row) => {
+                match read_page(&*store).await {
+                    Ok(page) => {
                         if failing.take().is_some() {
                             info!("nemo: NEMO's database answers again");
                             health.set_note(None);
@@ -432,15 +485,15 @@ impl Settings {
                         let changed = {
                             let mut seen = lock(&last_seen);
                             // Never read since the last load (it failed): reload to apply it.
-                            let changed = seen.as_ref().is_none_or(|s| *s != row);
-                            *seen = Some(row.clone());
+                            let changed = seen.as_ref().is_none_or(|s| *s != page);
+                            *seen = Some(page.clone());
                             changed
                         };
                         if changed {
                             info!(
-                                id = row.as_ref().map(|r| r.id),
-                                updated_at = row.as_ref().and_then(|r| r.updated_at.clone()),
-                                "nemo: the configuration on NEMO's page changed; reloading"
+                                id = page.row.as_ref().map(|r| r.id),
+                                updated_at = page.row.as_ref().and_then(|r| r.updated_at.clone()),
+                                "nemo: the configuration or event filters on NEMO's page changed; reloading"
                             );
                             if reload.send(Control::Reload).await.is_err() {
                                 return;
@@ -463,6 +516,33 @@ impl Settings {
     }
 }
 
+/// What the poll compares: the active row and the filter rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PageSnapshot {
+    /// The active configuration row; `None` = no row enabled.
+    row: Option<ConfigurationRow>,
+    /// The filter rows; `None` = no filter table, or it cannot be read (`filters_problem`).
+    filters: Option<Vec<FilterRow>>,
+    /// Why the filter table cannot be read (other than an outage).
+    filters_problem: Option<String>,
+}
+
+/// Read the page: the row, then the filters. An outage is an error; a filter table that
+/// cannot be read for another reason (permissions) only turns the filters off.
+async fn read_page(store: &dyn NemoStore) -> Result<PageSnapshot, DbError> {
+    let row = store.active_configuration().await?;
+    let (filters, filters_problem) = match store.event_filters().await {
+        Ok(f) => (f, None),
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(PageSnapshot {
+        row,
+        filters,
+        filters_problem,
+    })
+}
+
 /// The configuration of `layering` with `layer` in it, validated.
 fn with_row(layering: &Layering, layer: &RowLayer) -> Result<(Config, Figment), ConfigError> {
     let fig = layering(Some(layer));
@@ -483,7 +563,7 @@ mod tests {
     use super::*;
     use crate::config::flag;
     use figment::providers::{Format, Toml};
-    use nemo_db::MockSettingsStore;
+    use nemo_db::MockNemoStore;
 
     fn row(id: i64, port: i64, key: Option<&str>) -> ConfigurationRow {
         ConfigurationRow {
@@ -511,7 +591,8 @@ mod tests {
         let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
         Box::new(move |_cfg| {
             let answers = answers.clone();
-            let mut store = MockSettingsStore::new();
+            let mut store = MockNemoStore::new();
+            store.expect_event_filters().returning(|| Ok(None));
             store.expect_active_configuration().returning(move || {
                 let mut a = lock(&answers);
                 if a.len() > 1 {
@@ -520,7 +601,7 @@ mod tests {
                     a.front().cloned().expect("at least one answer")
                 }
             });
-            Ok(Arc::new(store) as Arc<dyn SettingsStore>)
+            Ok(Arc::new(store) as Arc<dyn NemoStore>)
         })
     }
 

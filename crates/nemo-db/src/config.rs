@@ -60,6 +60,12 @@ pub struct NemoConfig {
     /// Bound on connecting and on every query, in seconds. A database that does not answer
     /// within it counts as unreachable; delivery never waits for it.
     pub timeout_s: u64,
+    /// Write every publication to the page's message log (`nemo_mqtt_mqttmessagelog`). The
+    /// page's "log messages" switch (`log_messages`) sets it when NEMO's row is in use.
+    pub message_log: bool,
+    /// Keep at most this many rows in the message log (the oldest are deleted); 0 = delete
+    /// nothing.
+    pub message_log_keep: u64,
 }
 
 impl Default for NemoConfig {
@@ -68,6 +74,8 @@ impl Default for NemoConfig {
             database_url: String::new(),
             poll_s: 30,
             timeout_s: 5,
+            message_log: false,
+            message_log_keep: 1_000,
         }
     }
 }
@@ -78,6 +86,8 @@ impl std::fmt::Debug for NemoConfig {
             .field("database_url", &self.redacted_url())
             .field("poll_s", &self.poll_s)
             .field("timeout_s", &self.timeout_s)
+            .field("message_log", &self.message_log)
+            .field("message_log_keep", &self.message_log_keep)
             .finish()
     }
 }

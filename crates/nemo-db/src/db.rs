@@ -11,18 +11,23 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::QueryBuilder;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use crate::config::{Backend, NemoConfig};
 use crate::error::{DbError, one_line};
-use crate::row::{CONFIGURATION_TABLE, ConfigurationRow};
+use crate::log::{LogEntry, MESSAGE_LOG_TABLE};
+use crate::row::{CONFIGURATION_TABLE, ConfigurationRow, FILTER_TABLE, FilterRow};
 
 /// How many connections the bridge opens at most: reads are rare and short.
 const MAX_CONNECTIONS: u32 = 2;
 
 /// A connection closed after this long unused: an idle bridge holds nothing open for long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+const LOG_INSERT_HEAD: &str = "INSERT INTO nemo_mqtt_mqttmessagelog \
+     (topic, payload, qos, retained, success, error_message, sent_at) ";
 
 const ACTIVE_CONFIGURATION_SQL: &str = "SELECT CAST(id AS BIGINT) AS id, name, enabled, \
      broker_host, CAST(broker_port AS BIGINT) AS broker_port, \
@@ -33,6 +38,22 @@ const ACTIVE_CONFIGURATION_SQL: &str = "SELECT CAST(id AS BIGINT) AS id, name, e
      CAST(max_reconnect_attempts AS BIGINT) AS max_reconnect_attempts, log_messages, log_level, \
      CAST(updated_at AS TEXT) AS updated_at \
      FROM nemo_mqtt_mqttconfiguration WHERE enabled ORDER BY id LIMIT 1";
+
+const FILTERS_SQL: &str = "SELECT CAST(id AS BIGINT) AS id, event_type, enabled, topic_override, \
+     include_payload, CAST(updated_at AS TEXT) AS updated_at \
+     FROM nemo_mqtt_mqtteventfilter ORDER BY id";
+
+/// Keep the newest `keep` rows: everything at or below the id of the `keep + 1`-th newest goes.
+/// (With fewer rows the sub-query is NULL and nothing is deleted.)
+fn trim_sql(keep: u64) -> String {
+    format!(
+        "DELETE FROM nemo_mqtt_mqttmessagelog WHERE id <= (SELECT id FROM \
+         nemo_mqtt_mqttmessagelog ORDER BY id DESC LIMIT 1 OFFSET {keep})"
+    )
+}
+
+/// Rows per INSERT statement (well under SQLite's 32,766 bound parameters at 7 per row).
+const LOG_ROWS_PER_STATEMENT: usize = 500;
 
 #[derive(Debug, Clone)]
 enum Pool {
@@ -47,7 +68,7 @@ enum Pool {
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use nemo_db::{NemoConfig, NemoDb, SettingsStore};
+/// use nemo_db::{NemoConfig, NemoDb, NemoStore};
 /// let cfg = NemoConfig { database_url: "sqlite:///srv/nemo/nemo.sqlite3".into(), ..Default::default() };
 /// let db = NemoDb::open(&cfg)?;
 /// match db.active_configuration().await? {
@@ -146,6 +167,17 @@ impl NemoDb {
                 if db.code().as_deref() == Some("42P01") || msg.contains("no such table") {
                     return DbError::MissingTable { table, url };
                 }
+                // 42501 = insufficient privilege; SQLite: a read-only file or connection.
+                if code_is(db.code().as_deref(), "42501")
+                    || msg.contains("readonly database")
+                    || msg.contains("read-only")
+                {
+                    return DbError::Denied {
+                        table,
+                        url,
+                        reason: one_line(&e),
+                    };
+                }
                 // Class 08 = connection exception, 28 = authorization, 3D = no such database,
                 // 57P = the server is shutting down or starting.
                 let code = db.code().unwrap_or_default();
@@ -186,6 +218,58 @@ impl NemoDb {
         }
     }
 
+    async fn append(&self, entries: &[LogEntry]) -> Result<(), sqlx::Error> {
+        for chunk in entries.chunks(LOG_ROWS_PER_STATEMENT) {
+            match &self.pool {
+                Pool::Postgres(p) => {
+                    let mut q = QueryBuilder::<sqlx::Postgres>::new(LOG_INSERT_HEAD);
+                    q.push_values(chunk, |mut b, e| {
+                        b.push_bind(&e.topic)
+                            .push_bind(&e.payload)
+                            .push_bind(i32::from(e.qos))
+                            .push_bind(e.retained)
+                            .push_bind(e.success)
+                            .push_bind(&e.error_message)
+                            .push("CAST(")
+                            .push_bind_unseparated(format!("{}+00", e.sent_at_utc()))
+                            .push_unseparated(" AS TIMESTAMPTZ)");
+                    });
+                    q.build().execute(p).await?;
+                }
+                Pool::Sqlite(p) => {
+                    let mut q = QueryBuilder::<sqlx::Sqlite>::new(LOG_INSERT_HEAD);
+                    q.push_values(chunk, |mut b, e| {
+                        b.push_bind(&e.topic)
+                            .push_bind(&e.payload)
+                            .push_bind(i32::from(e.qos))
+                            .push_bind(e.retained)
+                            .push_bind(e.success)
+                            .push_bind(&e.error_message)
+                            .push_bind(e.sent_at_utc());
+                    });
+                    q.build().execute(p).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the pool could not connect: its own error hides the cause, so connect once directly
+    /// (bounded by 1 s) and report what that says, e.g. "Connection refused".
+    async fn probe(&self) -> Option<String> {
+        use sqlx::ConnectOptions as _;
+        let attempt = async {
+            match &self.pool {
+                Pool::Postgres(p) => p.connect_options().connect().await.map(drop),
+                Pool::Sqlite(p) => p.connect_options().connect().await.map(drop),
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(1), attempt).await {
+            Ok(Err(e)) => Some(one_line(&e)),
+            _ => None,
+        }
+    }
+
     /// Run `fut` bounded by the timeout, mapping its error.
     async fn bounded<T>(
         &self,
@@ -195,6 +279,12 @@ impl NemoDb {
         // The pool's acquire timeout bounds connecting; this bounds the whole round trip.
         match tokio::time::timeout(self.timeout + Duration::from_millis(500), fut).await {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(sqlx::Error::PoolTimedOut)) => Err(DbError::Unreachable {
+                url: self.url.clone(),
+                reason: self.probe().await.unwrap_or_else(|| {
+                    format!("no connection within {} s", self.timeout.as_secs())
+                }),
+            }),
             Ok(Err(e)) => Err(self.classify(table, e)),
             Err(_) => Err(DbError::Timeout {
                 url: self.url.clone(),
@@ -204,8 +294,12 @@ impl NemoDb {
     }
 }
 
+fn code_is(code: Option<&str>, want: &str) -> bool {
+    code == Some(want)
+}
+
 #[async_trait::async_trait]
-impl crate::SettingsStore for NemoDb {
+impl crate::NemoStore for NemoDb {
     async fn active_configuration(&self) -> Result<Option<ConfigurationRow>, DbError> {
         match &self.pool {
             Pool::Postgres(p) => {
@@ -217,5 +311,49 @@ impl crate::SettingsStore for NemoDb {
                 self.bounded(CONFIGURATION_TABLE, query).await
             }
         }
+    }
+
+    async fn event_filters(&self) -> Result<Option<Vec<FilterRow>>, DbError> {
+        let rows = match &self.pool {
+            Pool::Postgres(p) => {
+                let query = sqlx::query_as(FILTERS_SQL).fetch_all(p);
+                self.bounded(FILTER_TABLE, query).await
+            }
+            Pool::Sqlite(p) => {
+                let query = sqlx::query_as(FILTERS_SQL).fetch_all(p);
+                self.bounded(FILTER_TABLE, query).await
+            }
+        };
+        match rows {
+            Ok(rows) => Ok(Some(rows)),
+            Err(DbError::MissingTable { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn append_message_log(&self, entries: &[LogEntry]) -> Result<(), DbError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.bounded(MESSAGE_LOG_TABLE, self.append(entries)).await
+    }
+
+    async fn trim_message_log(&self, keep: u64) -> Result<u64, DbError> {
+        let sql = sqlx::AssertSqlSafe(trim_sql(keep));
+        let done = match &self.pool {
+            Pool::Postgres(p) => {
+                let query = sqlx::query(sql).execute(p);
+                self.bounded(MESSAGE_LOG_TABLE, query)
+                    .await?
+                    .rows_affected()
+            }
+            Pool::Sqlite(p) => {
+                let query = sqlx::query(sql).execute(p);
+                self.bounded(MESSAGE_LOG_TABLE, query)
+                    .await?
+                    .rows_affected()
+            }
+        };
+        Ok(done)
     }
 }

@@ -37,6 +37,17 @@ pub enum DbError {
         /// The URL, password redacted.
         url: String,
     },
+    /// The database refused the write or read: no permission (PostgreSQL), or a read-only
+    /// SQLite file or connection. Retrying will not help until someone grants it.
+    #[error("no permission on {table} in {url}: {reason}")]
+    Denied {
+        /// The table.
+        table: &'static str,
+        /// The URL, password redacted.
+        url: String,
+        /// Why, as the database said it.
+        reason: String,
+    },
     /// The query failed for another reason (permissions, a column of an unexpected type, …).
     #[error("reading {table} from {url} failed: {reason}")]
     Query {

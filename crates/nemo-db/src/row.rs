@@ -12,6 +12,29 @@ use std::time::Duration;
 /// The table that holds the page's settings.
 pub const CONFIGURATION_TABLE: &str = "nemo_mqtt_mqttconfiguration";
 
+/// The table of the page's event filters (plugin 1.x; 2.x dropped it).
+pub const FILTER_TABLE: &str = "nemo_mqtt_mqtteventfilter";
+
+/// One row of `nemo_mqtt_mqtteventfilter`, as stored. A missing row means "enabled, as is".
+///
+/// `event_type` names a signal of the plugin (`usage_event_save`, `tool_save`, …); see
+/// `nemo_events::filter` for the event kinds each one governs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct FilterRow {
+    /// Primary key.
+    pub id: i64,
+    /// The signal this row filters.
+    pub event_type: Option<String>,
+    /// Publish events of this type at all.
+    pub enabled: Option<bool>,
+    /// Publish on this topic instead of the item's (NULL or empty = the item's).
+    pub topic_override: Option<String>,
+    /// Publish the whole payload; off = only the kind, the ids and the times.
+    pub include_payload: Option<bool>,
+    /// When the page last saved the row.
+    pub updated_at: Option<String>,
+}
+
 /// One row of `nemo_mqtt_mqttconfiguration`, as stored. Passwords and the HMAC key are never
 /// shown by `Debug`.
 ///
@@ -232,6 +255,14 @@ impl ConfigurationRow {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        // A colon is only allowed in an IPv6 address: `mqtt.lab:1883` is a port in the host.
+        if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(self.bad(
+                "broker_host",
+                quoted(&self.broker_host),
+                "must be a host name or an address, without a scheme, port or path",
+            ));
+        }
         let port = match self.broker_port {
             Some(p) if (1..=65_535).contains(&p) => p as u16,
             other => {
@@ -383,6 +414,13 @@ mod tests {
                     ..good()
                 },
                 "broker_host = \"mqtt://x:1883\"",
+            ),
+            (
+                ConfigurationRow {
+                    broker_host: Some("mqtt.lab:1883".into()),
+                    ..good()
+                },
+                "broker_host = \"mqtt.lab:1883\"",
             ),
             (
                 ConfigurationRow {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use nemo_db::{Backend, DbError, NemoConfig, NemoDb, SettingsStore};
+use nemo_db::{Backend, DbError, NemoConfig, NemoDb, NemoStore};
 use nemo_testkit::{PostgresServer, fixtures_dir};
 use sqlx::{PgPool, SqlitePool};
 

@@ -45,6 +45,7 @@ mod error;
 pub mod event;
 mod event_time;
 mod extra;
+pub mod filter;
 #[cfg(feature = "hmac")]
 pub mod hmac;
 mod item;
