@@ -266,3 +266,158 @@ async fn postgres_over_tls_verifies_the_server_certificate() {
     assert!(text.contains("certificate"), "{text}");
     assert!(!text.contains('\n'), "{text}");
 }
+
+impl Writer {
+    /// Topics, success flags and payloads of the message log, oldest first.
+    async fn log_rows(&self) -> Vec<(String, bool, String)> {
+        const SQL: &str =
+            "SELECT topic, success, payload FROM nemo_mqtt_mqttmessagelog ORDER BY id";
+        match self {
+            Writer::Pg(p) => sqlx::query_as(SQL).fetch_all(p).await.unwrap(),
+            Writer::Lite(p) => sqlx::query_as(SQL).fetch_all(p).await.unwrap(),
+        }
+    }
+}
+
+fn entry(i: usize) -> nemo_db::LogEntry {
+    if i % 3 == 2 {
+        nemo_db::LogEntry::failed(
+            format!("nemo/tools/{i}/enabled"),
+            format!("{{\"seq\": {i}}}"),
+            1,
+            false,
+            "mqtt: connection lost",
+        )
+    } else {
+        nemo_db::LogEntry::confirmed(
+            format!("nemo/tools/{i}/enabled"),
+            format!("{{\"seq\": {i}}}"),
+            1,
+            false,
+        )
+    }
+}
+
+/// Filters and the message log, on either backend.
+async fn filters_and_log_scenario(db: &NemoDb, w: &Writer, ddl: &str) {
+    assert_eq!(
+        db.event_filters().await.unwrap(),
+        None,
+        "no table: filters off"
+    );
+    let err = db.append_message_log(&[entry(0)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DbError::MissingTable {
+                table: "nemo_mqtt_mqttmessagelog",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    w.exec(ddl).await;
+    assert_eq!(db.event_filters().await.unwrap(), Some(vec![]));
+    w.exec("INSERT INTO nemo_mqtt_mqtteventfilter (id, event_type, enabled, topic_override, include_payload, created_at, updated_at) VALUES \
+            (2, 'usage_event_save', FALSE, NULL, TRUE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP), \
+            (1, 'area_access_save', TRUE, 'lab/doors', FALSE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
+        .await;
+    let rows = db.event_filters().await.unwrap().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].id, rows[0].event_type.as_deref()),
+        (1, Some("area_access_save"))
+    );
+    assert_eq!(rows[0].topic_override.as_deref(), Some("lab/doors"));
+    assert_eq!(rows[0].include_payload, Some(false));
+    assert_eq!(
+        (rows[1].enabled, rows[1].topic_override.as_deref()),
+        (Some(false), None)
+    );
+
+    let entries: Vec<_> = (0..7).map(entry).collect();
+    db.append_message_log(&entries[..4]).await.unwrap();
+    db.append_message_log(&entries[4..]).await.unwrap();
+    let logged = w.log_rows().await;
+    assert_eq!(logged.len(), 7);
+    for (i, (topic, success, payload)) in logged.iter().enumerate() {
+        assert_eq!(topic, &format!("nemo/tools/{i}/enabled"));
+        assert_eq!(*success, i % 3 != 2);
+        assert_eq!(payload, &format!("{{\"seq\": {i}}}"));
+    }
+    assert_eq!(db.trim_message_log(3).await.unwrap(), 4);
+    let kept: Vec<String> = w.log_rows().await.into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        kept,
+        [
+            "nemo/tools/4/enabled",
+            "nemo/tools/5/enabled",
+            "nemo/tools/6/enabled"
+        ]
+    );
+    assert_eq!(
+        db.trim_message_log(3).await.unwrap(),
+        0,
+        "nothing more to trim"
+    );
+    // 1,200 rows in one call: more than one INSERT statement.
+    let many: Vec<_> = (0..1_200).map(entry).collect();
+    db.append_message_log(&many).await.unwrap();
+    assert_eq!(w.log_rows().await.len(), 1_203);
+    assert_eq!(db.trim_message_log(1_000).await.unwrap(), 203);
+}
+
+#[tokio::test]
+async fn sqlite_filters_and_message_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nemo.sqlite3");
+    let writer = SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    let db = NemoDb::open(&cfg(&format!("sqlite://{}", path.display()))).unwrap();
+    filters_and_log_scenario(&db, &Writer::Lite(writer), &schema("sqlite.sql")).await;
+    // The same file opened read-only: writing the log is denied, reading still works.
+    let ro = NemoDb::open(&cfg(&format!("sqlite://{}?mode=ro", path.display()))).unwrap();
+    assert_eq!(ro.event_filters().await.unwrap().unwrap().len(), 2);
+    let err = ro.append_message_log(&[entry(0)]).await.unwrap_err();
+    assert!(matches!(err, DbError::Denied { .. }), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn postgres_filters_and_message_log_and_a_role_without_insert() {
+    let pg = PostgresServer::start().unwrap();
+    let writer = PgPool::connect(&pg.url()).await.unwrap();
+    let db = NemoDb::open(&cfg(&pg.url())).unwrap();
+    filters_and_log_scenario(&db, &Writer::Pg(writer), &schema("postgresql.sql")).await;
+    // The read-only role of the operator guide: SELECT on the settings tables only.
+    pg.psql(
+        "CREATE ROLE nemo_reader LOGIN; \
+         GRANT SELECT ON nemo_mqtt_mqttconfiguration, nemo_mqtt_mqtteventfilter TO nemo_reader",
+    )
+    .unwrap();
+    let reader = NemoDb::open(&cfg(&format!(
+        "postgres://nemo_reader@127.0.0.1:{}/nemo",
+        pg.port()
+    )))
+    .unwrap();
+    assert_eq!(reader.event_filters().await.unwrap().unwrap().len(), 2);
+    let err = reader.append_message_log(&[entry(0)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DbError::Denied {
+                table: "nemo_mqtt_mqttmessagelog",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    // With INSERT and DELETE (and no sequence grant) the log works.
+    pg.psql("GRANT SELECT, INSERT, DELETE ON nemo_mqtt_mqttmessagelog TO nemo_reader")
+        .unwrap();
+    reader.append_message_log(&[entry(0)]).await.unwrap();
+    assert_eq!(reader.trim_message_log(1).await.unwrap(), 1000);
+}
