@@ -9,109 +9,12 @@
 
 mod support;
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nemo_mqtt::Received;
-use nemo_testkit::{Mosquitto, PostgresServer, RedisServer, fixtures_dir};
+use nemo_testkit::{Mosquitto, RedisServer};
+use support::nemo_db::NemoDatabase;
 use support::{Setup, TestResult, collect, http_get, producer, run_bridge, subscriber};
-
-/// NEMO's database in a test: PostgreSQL or a SQLite file, written with the servers' own
-/// command-line clients (a second process, as NEMO is).
-enum NemoDatabase {
-    Postgres(Box<PostgresServer>),
-    Sqlite(tempfile::TempDir),
-}
-
-impl NemoDatabase {
-    fn postgres() -> NemoDatabase {
-        let pg = PostgresServer::start().unwrap();
-        pg.psql_file(fixtures_dir().join("nemo-plugin-schema/postgresql.sql"))
-            .unwrap();
-        NemoDatabase::Postgres(Box::new(pg))
-    }
-
-    fn sqlite() -> NemoDatabase {
-        let dir = tempfile::tempdir().unwrap();
-        let db = NemoDatabase::Sqlite(dir);
-        db.exec(
-            &std::fs::read_to_string(fixtures_dir().join("nemo-plugin-schema/sqlite.sql")).unwrap(),
-        );
-        db
-    }
-
-    /// Kill the PostgreSQL server (`kill -9`); a SQLite file cannot go away like that.
-    fn kill(&mut self) {
-        match self {
-            NemoDatabase::Postgres(pg) => pg.kill(),
-            NemoDatabase::Sqlite(_) => panic!("only a server can be killed"),
-        }
-    }
-
-    fn sqlite_path(dir: &tempfile::TempDir) -> PathBuf {
-        dir.path().join("nemo.sqlite3")
-    }
-
-    fn url(&self) -> String {
-        match self {
-            NemoDatabase::Postgres(pg) => pg.url(),
-            NemoDatabase::Sqlite(dir) => format!("sqlite://{}", Self::sqlite_path(dir).display()),
-        }
-    }
-
-    fn exec(&self, sql: &str) {
-        match self {
-            NemoDatabase::Postgres(pg) => {
-                pg.psql(sql).unwrap();
-            }
-            NemoDatabase::Sqlite(dir) => {
-                // The SQL on standard input: a text starting with "--" would read as an option.
-                let mut child = Command::new("sqlite3")
-                    .arg(Self::sqlite_path(dir))
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("sqlite3 (the Debian package sqlite3; scripts/setup.sh installs it)");
-                child
-                    .stdin
-                    .take()
-                    .expect("piped stdin")
-                    .write_all(sql.as_bytes())
-                    .unwrap();
-                let out = child.wait_with_output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "{sql}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-    }
-
-    /// The row NEMO's page saves: broker at `port`, signing with `key`.
-    fn insert_configuration(&self, port: u16, key: &str) {
-        self.exec(&format!(
-            "INSERT INTO nemo_mqtt_mqttconfiguration (id, name, enabled, broker_host, broker_port, \
-             keepalive, client_id, username, password, use_hmac, hmac_secret_key, hmac_algorithm, \
-             topic_prefix, qos_level, retain_messages, clean_session, auto_reconnect, \
-             reconnect_delay, max_reconnect_attempts, log_messages, log_level, created_at, \
-             updated_at) VALUES (1, 'default', TRUE, '127.0.0.1', {port}, 60, 'nemo-bridge-page', \
-             NULL, NULL, TRUE, '{key}', 'sha256', 'nemo', 1, FALSE, TRUE, TRUE, 1, 5, FALSE, \
-             'INFO', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-        ));
-    }
-
-    /// A save on the page: new port and key, `updated_at` moved.
-    fn save(&self, port: u16, key: &str) {
-        self.exec(&format!(
-            "UPDATE nemo_mqtt_mqttconfiguration SET broker_port = {port}, \
-             hmac_secret_key = '{key}', updated_at = CURRENT_TIMESTAMP WHERE id = 1"
-        ));
-    }
-}
 
 /// An item whose payload carries `seq`.
 fn item(seq: usize) -> String {

@@ -3,6 +3,8 @@
 //! push raw items, subscribe and collect.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod nemo_db;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
