@@ -57,6 +57,26 @@ impl Bridge {
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+    /// Send a signal by name (`"-TERM"`, `"-HUP"`, …) with `kill`.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig}");
+    }
+    /// Wait up to `limit` for the process to end; its exit status (`None`: still running, or
+    /// ended by a signal).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<Option<i32>> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st.code());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

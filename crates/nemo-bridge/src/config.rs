@@ -410,6 +410,14 @@ impl Config {
             mqtt.status_topic = t.clone();
         }
         mqtt.when_disconnected = nemo_mqtt::WhenDisconnected::Fail;
+        // With a key, the status and its last will are signed like every other message
+        // (validate() has already checked that a key file can be read).
+        mqtt.status_hmac_key = self
+            .hmac
+            .key_bytes()
+            .ok()
+            .flatten()
+            .map(|k| Secret::new(String::from_utf8_lossy(&k)));
         mqtt
     }
 

@@ -38,7 +38,21 @@ pub struct Health {
     mqtt: AtomicBool,
     lease_required: AtomicBool,
     lease_held: AtomicBool,
-    note: Mutex<Option<String>>,
+    notes: Mutex<std::collections::BTreeMap<Note, String>>,
+}
+
+/// Who left a remark for `/readyz` (each has its own slot, so one clearing its remark leaves
+/// the others').
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Note {
+    /// NEMO's configuration row (no enabled row, a bad row, the database unreadable at a load).
+    Page,
+    /// The poll of NEMO's database.
+    Poll,
+    /// The last reload was rejected.
+    Reload,
+    /// The last switch to a new broker failed.
+    Broker,
 }
 
 impl Health {
@@ -62,18 +76,33 @@ impl Health {
     }
     /// A remark `/readyz` shows in its `reason` without turning to 503, e.g. that NEMO's page
     /// has no enabled configuration and the file's settings are in use; `None` clears it.
-    pub fn set_note(&self, note: Option<String>) {
-        *self
-            .note
+    pub fn set_note(&self, from: Note, note: Option<String>) {
+        let mut notes = self
+            .notes
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = note;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match note {
+            Some(n) => notes.insert(from, n),
+            None => notes.remove(&from),
+        };
     }
-    /// The current remark (see [`set_note`](Self::set_note)).
+    /// Every current remark, joined with `"; "` (see [`set_note`](Self::set_note)).
+    ///
+    /// ```
+    /// use nemo_bridge::http::{Health, Note};
+    /// let h = Health::default();
+    /// h.set_note(Note::Reload, Some("reload rejected".into()));
+    /// h.set_note(Note::Page, Some("no enabled row".into()));
+    /// assert_eq!(h.note().as_deref(), Some("no enabled row; reload rejected"));
+    /// h.set_note(Note::Page, None);
+    /// assert_eq!(h.note().as_deref(), Some("reload rejected"));
+    /// ```
     pub fn note(&self) -> Option<String> {
-        self.note
+        let notes = self
+            .notes
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (!notes.is_empty()).then(|| notes.values().cloned().collect::<Vec<_>>().join("; "))
     }
     /// `None` when ready, else why not.
     pub fn not_ready_reason(&self) -> Option<&'static str> {

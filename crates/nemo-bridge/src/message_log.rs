@@ -73,10 +73,14 @@ impl MessageLog {
 
     /// Stop taking entries, and wait (at most `limit`) for the writer to write what it holds.
     pub async fn close(self, limit: Duration) {
+        let queued = self.tx.max_capacity() - self.tx.capacity();
         drop(self.tx);
         let abort = self.task.abort_handle();
         if tokio::time::timeout(limit, self.task).await.is_err() {
             abort.abort();
+            // What was still queued is gone with the writer: count it (at most the batch in
+            // the writer's hands is counted twice).
+            metrics::counter!("nemo_bridge_message_log_dropped_total").increment(queued as u64);
         }
     }
 }

@@ -117,6 +117,10 @@ pub struct PipelineOptions {
     /// (measured in list mode: 2 per event with 1, about 0.07 with 32) at the cost of a
     /// slightly smaller effective window; it never delays an idle bridge.
     pub batch: usize,
+    /// How long the final ack and nack of a stop may take together. Past it the items stay in
+    /// the processing list (published again first at the next start): a stop must end even
+    /// when Redis does not answer.
+    pub final_timeout: Duration,
 }
 
 impl Default for PipelineOptions {
@@ -133,6 +137,7 @@ impl Default for PipelineOptions {
                 ..BackoffConfig::default()
             },
             batch: 0,
+            final_timeout: Duration::from_millis(1_500),
         }
     }
 }
@@ -617,8 +622,17 @@ where
         self.head_seq += (done.len() + rest.len()) as u64;
         let done: Vec<Delivery> = done.into_iter().map(|s| s.delivery).collect();
         let rest: Vec<Delivery> = rest.into_iter().map(|s| s.delivery).collect();
+        let deadline = tokio::time::Instant::now() + self.opts.final_timeout;
+        let limit_ms = self.opts.final_timeout.as_millis();
+        let bounded =
+            |r: Result<Result<(), nemo_redis::RedisError>, tokio::time::error::Elapsed>| match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {limit_ms} ms of the stop")),
+            };
         if !done.is_empty() {
-            match self.source.ack(&done).await {
+            let acked = tokio::time::timeout_at(deadline, self.source.ack(&done)).await;
+            match bounded(acked) {
                 Ok(()) => {
                     self.report.acked += done.len() as u64;
                     self.metrics.events_out.increment(done.len() as u64);
@@ -630,7 +644,8 @@ where
             }
         }
         if !rest.is_empty() {
-            match self.source.nack(&rest).await {
+            let nacked = tokio::time::timeout_at(deadline, self.source.nack(&rest)).await;
+            match bounded(nacked) {
                 Ok(()) => self.report.nacked += rest.len() as u64,
                 Err(e) => {
                     error!(error = %e, items = rest.len(), "redis: nack failed; items stay in processing and are published again at the next start");

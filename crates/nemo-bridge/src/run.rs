@@ -13,6 +13,7 @@
 //! list `NEMO_mqtt_bridge_control` feeds `reload_config` into the same channel.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nemo_db::NemoStore;
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
-use crate::http::Health;
+use crate::http::{Health, Note};
 use crate::message_log::{LogTap, LoggedSink, MessageLog};
 use crate::pipeline::{Pipeline, PipelineOptions, StopMode};
 use crate::prepare::ItemPreparer;
@@ -158,6 +159,7 @@ impl Live {
 }
 
 fn pipeline_options(cfg: &Config) -> PipelineOptions {
+    // (final_timeout stays at its default, 1.5 s: see stop_limit.)
     PipelineOptions {
         window: cfg.mqtt.inflight as usize,
         drain_timeout: cfg.drain_timeout(),
@@ -228,7 +230,7 @@ pub async fn run(
 ) -> Result<(), BridgeError> {
     let cfg = config;
     let health = Arc::new(Health::default());
-    health.set_note(settings.state().note());
+    health.set_note(Note::Page, settings.state().note());
     let _ = crate::http::prometheus();
     let lease_on = cfg.lease_enabled();
     health.set_lease_required(lease_on);
@@ -251,19 +253,27 @@ pub async fn run(
         Some(t)
     };
 
-    let redis_cfg = cfg.redis_config();
-    let redis = Redis::connect(&redis_cfg, &cfg.backoff).await?;
-    health.set_redis(true);
-    if redis_cfg.mode == nemo_redis::Mode::Pubsub {
-        warn!("redis: pubsub mode is at-most-once: events sent while the bridge is down are lost");
-    }
-
-    // Merge the caller's control messages with the control list's reload requests.
+    // Merge the caller's control messages with the control list's reload requests. The first
+    // stop request arms the stop guard; a second one ends the process at once.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Control>(16);
+    let stop_limit_ms = Arc::new(AtomicU64::new(stop_limit(&cfg).as_millis() as u64));
     {
         let tx = ctl_tx.clone();
+        let limit = stop_limit_ms.clone();
         tokio::spawn(async move {
+            let mut stopping = false;
             while let Some(c) = control.recv().await {
+                if c == Control::Shutdown {
+                    if stopping {
+                        error!(
+                            exit_code = FORCED_STOP_EXIT_CODE,
+                            "second stop request: exiting now; events in flight stay in Redis and are published first at the next start"
+                        );
+                        std::process::exit(FORCED_STOP_EXIT_CODE);
+                    }
+                    stopping = true;
+                    spawn_stop_guard(Duration::from_millis(limit.load(Ordering::Relaxed)));
+                }
                 if tx.send(c).await.is_err() {
                     return;
                 }
@@ -271,6 +281,23 @@ pub async fn run(
             let _ = tx.send(Control::Shutdown).await;
         });
     }
+    let redis_cfg = cfg.redis_config();
+    // Redis and the broker may be down when the bridge starts: it waits for them (retrying
+    // with backoff) and a stop request meanwhile ends it.
+    let Some(redis) = until_stop(
+        &mut ctl_rx,
+        Redis::connect_retrying(&redis_cfg, &cfg.backoff),
+    )
+    .await?
+    else {
+        info!("stopped before Redis could be reached");
+        return Ok(());
+    };
+    health.set_redis(true);
+    if redis_cfg.mode == nemo_redis::Mode::Pubsub {
+        warn!("redis: pubsub mode is at-most-once: events sent while the bridge is down are lost");
+    }
+
     // NEMO's configuration page: a changed row (found by the poll) reloads like reload_config.
     let poll_task = settings.spawn_poller(ctl_tx.clone(), health.clone());
     let control_list = redis.control_list().await?;
@@ -353,7 +380,14 @@ pub async fn run(
         })
     };
 
-    let publisher = Publisher::connect(cfg.mqtt_config(), cfg.backoff.build()).await?;
+    let connect = Publisher::connect(cfg.mqtt_config(), cfg.backoff.build());
+    let Some(publisher) = until_stop(&mut ctl_rx, connect).await? else {
+        info!("stopped before the broker could be reached");
+        control_task.abort();
+        poll_task.abort();
+        stats_task.abort();
+        return Ok(());
+    };
     let mqtt_task = watch_mqtt(publisher.state(), health.clone(), status_tx.clone());
     let prep = preparer(&cfg)?;
     let msglog = message_log(&cfg, settings.store());
@@ -406,6 +440,7 @@ pub async fn run(
                     c = ctl_rx.recv() => match c {
                         Some(Control::Reload) => {
                             if let Some(new) = reload_config(&mut settings, &live.cfg, &health).await {
+                                stop_limit_ms.store(stop_limit(&new).as_millis() as u64, Ordering::Relaxed);
                                 live.apply(new, settings.store(), &health, &status_tx).await;
                             }
                         }
@@ -457,7 +492,11 @@ pub async fn run(
             match ended {
                 Ended::Shutdown => {
                     if let Some(k) = keeper.take() {
-                        let _ = k.release().await;
+                        // Best effort: an unreleased lease lapses after its TTL.
+                        let released = tokio::time::timeout(LEASE_RELEASE, k.release()).await;
+                        if released.is_err() {
+                            warn!("lease: no answer from Redis; it lapses after its TTL");
+                        }
                         health.set_lease_held(false);
                     }
                     break 'outer;
@@ -472,6 +511,7 @@ pub async fn run(
                 }
                 Ended::Reload => {
                     if let Some(new) = reload_config(&mut settings, &live.cfg, &health).await {
+                        stop_limit_ms.store(stop_limit(&new).as_millis() as u64, Ordering::Relaxed);
                         live.apply(new, settings.store(), &health, &status_tx).await;
                     }
                 }
@@ -479,29 +519,109 @@ pub async fn run(
         }
     }
 
-    // Graceful stop: offline status, disconnect, compat key, background tasks.
-    if let Err(e) = live.publisher.shutdown().await {
+    // Graceful stop: offline status, disconnect, compat key, background tasks. Every step is
+    // best effort within one deadline: whatever is down, the stop ends.
+    let deadline = tokio::time::Instant::now() + TEARDOWN;
+    control_task.abort();
+    poll_task.abort();
+    stats_task.abort();
+    let shutdown = best_effort(
+        deadline,
+        "publish the offline status and disconnect",
+        live.publisher.shutdown(),
+    )
+    .await;
+    if let Some(Err(e)) = shutdown {
         warn!(error = %e, "mqtt: shutdown was not clean");
     }
     live.mqtt_task.abort();
     if let Some(log) = live.msglog.take() {
-        log.close(Duration::from_secs(2)).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        log.close(left.min(Duration::from_secs(1))).await;
     }
     drop(status_tx);
-    if let Ok(refresher) = refresher_task.await
-        && let Err(e) = refresher.stop(BridgeStatus::Disconnected).await
-    {
+    let status = async {
+        match refresher_task.await {
+            Ok(refresher) => refresher.stop(BridgeStatus::Disconnected).await,
+            Err(_) => Ok(()),
+        }
+    };
+    if let Some(Err(e)) = best_effort(deadline, "write the disconnected status key", status).await {
         warn!(error = %e, "redis: cannot write the final status");
     }
-    control_task.abort();
-    poll_task.abort();
-    stats_task.abort();
     if let Some(t) = http_task {
         t.abort();
     }
-    redis.quit().await;
+    best_effort(deadline, "close the Redis connection", redis.quit()).await;
     info!("stopped");
     Ok(())
+}
+
+/// Run `fut` (a connect at the start) unless a stop request comes first (`Ok(None)`); a reload
+/// request meanwhile is noted and dropped: the configuration is read again at the next start.
+async fn until_stop<T, E>(
+    ctl: &mut mpsc::Receiver<Control>,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<Option<T>, E> {
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        tokio::select! {
+            r = &mut fut => return r.map(Some),
+            c = ctl.recv() => match c {
+                Some(Control::Reload) => info!("reload requested while starting; the configuration in use is the one just read"),
+                _ => return Ok(None),
+            },
+        }
+    }
+}
+
+/// How long releasing the lease may take at a stop.
+const LEASE_RELEASE: Duration = Duration::from_millis(500);
+
+/// How long the steps after the pipeline may take together at a stop.
+const TEARDOWN: Duration = Duration::from_millis(2_500);
+
+/// The exit status when a stop is cut short: a second stop request, or the stop guard.
+pub const FORCED_STOP_EXIT_CODE: i32 = 1;
+
+/// The longest a stop may take: the drain, the final ack, the lease and the teardown fit in
+/// it with a margin (`shutdown.drain_timeout_s` + 5 s).
+fn stop_limit(cfg: &Config) -> Duration {
+    cfg.drain_timeout() + Duration::from_secs(5)
+}
+
+/// Run `fut` until `deadline`; past it, say what was skipped and go on.
+async fn best_effort<T>(
+    deadline: tokio::time::Instant,
+    what: &str,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    match tokio::time::timeout_at(deadline, fut).await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            warn!("stop: could not {what} in time (a server does not answer); skipped");
+            None
+        }
+    }
+}
+
+/// End the process if the stop has not ended within `limit`: a plain OS thread, so it fires
+/// even if the runtime is wedged. Nothing is lost: what was not confirmed is still in Redis.
+fn spawn_stop_guard(limit: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("stop-guard".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            error!(
+                limit_s = limit.as_secs_f64(),
+                exit_code = FORCED_STOP_EXIT_CODE,
+                "stop did not end within shutdown.drain_timeout_s + 5 s; exiting now; events in flight stay in Redis and are published first at the next start"
+            );
+            std::process::exit(FORCED_STOP_EXIT_CODE);
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "cannot start the stop guard; the stop is bounded by its steps only");
+    }
 }
 
 /// Resolves `true` when the lease is lost; never resolves without a lease.
@@ -526,7 +646,8 @@ async fn lease_lost(rx: &mut Option<watch::Receiver<bool>>) -> bool {
 async fn reload_config(settings: &mut Settings, old: &Config, health: &Health) -> Option<Config> {
     match settings.load(Phase::Reload).await {
         Ok(loaded) => {
-            health.set_note(loaded.state.note());
+            health.set_note(Note::Page, loaded.state.note());
+            health.set_note(Note::Reload, None);
             let new = loaded.config;
             if new.redis != old.redis || new.lease != old.lease {
                 warn!("reload: [redis]/[lease] changes take effect at the next restart");
@@ -536,9 +657,10 @@ async fn reload_config(settings: &mut Settings, old: &Config, health: &Health) -
         }
         Err(e) => {
             error!(error = %e, "reload: rejected; keeping the running configuration");
-            health.set_note(Some(format!(
-                "reload rejected ({e}); running configuration kept"
-            )));
+            health.set_note(
+                Note::Reload,
+                Some(format!("reload rejected ({e}); running configuration kept")),
+            );
             None
         }
     }
@@ -574,14 +696,18 @@ async fn switch_publisher(
                 warn!(error = %e, "mqtt: old connection did not close cleanly");
             }
             *mqtt_task = watch_mqtt(p.state(), health.clone(), status_tx.clone());
+            health.set_note(Note::Broker, None);
             p
         }
         Err(e) => {
             let urls = new.redacted().mqtt.url.join(", ");
             error!(error = %e, new = %urls, "reload: cannot connect the new broker; keeping the old one");
-            health.set_note(Some(format!(
-                "mqtt: the new broker {urls} did not answer ({e}); still on the previous one"
-            )));
+            health.set_note(
+                Note::Broker,
+                Some(format!(
+                    "mqtt: the new broker {urls} did not answer ({e}); still on the previous one"
+                )),
+            );
             old
         }
     }

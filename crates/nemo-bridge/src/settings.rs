@@ -34,7 +34,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::filters::EventFilters;
-use crate::http::Health;
+use crate::http::{Health, Note};
 use crate::run::Control;
 
 /// Builds the layered figment; given NEMO's row, it puts the row between the file and the
@@ -480,7 +480,7 @@ impl Settings {
                     Ok(page) => {
                         if failing.take().is_some() {
                             info!("nemo: NEMO's database answers again");
-                            health.set_note(None);
+                            health.set_note(Note::Poll, None);
                         }
                         let changed = {
                             let mut seen = lock(&last_seen);
@@ -504,9 +504,10 @@ impl Settings {
                         let why = e.to_string();
                         if failing.as_deref() != Some(why.as_str()) {
                             warn!(error = %why, "nemo: cannot read NEMO's database; keeping the settings in use");
-                            health.set_note(Some(format!(
-                                "nemo: {why}; keeping the settings in use"
-                            )));
+                            health.set_note(
+                                Note::Poll,
+                                Some(format!("nemo: {why}; keeping the settings in use")),
+                            );
                             failing = Some(why);
                         }
                     }

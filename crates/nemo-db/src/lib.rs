@@ -70,7 +70,7 @@ pub trait NemoStore: Send + Sync {
     /// [`DbError`]: unreachable, timed out, or the query failing.
     async fn event_filters(&self) -> Result<Option<Vec<FilterRow>>, DbError>;
 
-    /// Append `entries` to the message log, in order, in one statement.
+    /// Append `entries` to the message log, in order (one INSERT per 500 rows).
     ///
     /// # Errors
     /// [`DbError::Denied`] without INSERT permission (or a read-only SQLite file),

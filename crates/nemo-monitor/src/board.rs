@@ -257,6 +257,10 @@ impl Board {
             return None;
         };
         if topic == self.status_topic {
+            if !signed_ok {
+                // With a key, a status that does not verify is not the bridge's.
+                return None;
+            }
             self.bridge = Some(BridgeStatus {
                 state: message::text_field(&v, "state")
                     .or_else(|| v.as_str().map(str::to_owned))

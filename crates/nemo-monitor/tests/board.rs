@@ -226,9 +226,18 @@ fn with_key_only_signed_tool_events_count() {
         b.tool("1").unwrap().in_use.as_ref().unwrap().user,
         "Jane Doe"
     );
-    // The bridge status is not signed and still counts.
+    // With a key the bridge signs its status too: a signed one counts, an unsigned one
+    // (anybody could have published it) does not.
+    let key = cases[0]["key"].as_str().unwrap().as_bytes();
+    let signed = nemo_events::hmac::sign(r#"{"state":"online"}"#, key);
+    b.apply("nemo/bridge/status", signed.as_bytes(), T0);
+    assert_eq!(b.bridge().unwrap().state, "online");
     b.apply("nemo/bridge/status", br#"{"state":"offline"}"#, T0);
-    assert_eq!(b.bridge().unwrap().state, "offline");
+    assert_eq!(
+        b.bridge().unwrap().state,
+        "online",
+        "unsigned status accepted"
+    );
     assert!(!format!("{b:?}").contains("nemo-fixture-secret"));
 }
 

@@ -207,6 +207,12 @@ pub struct MqttConfig {
     /// Retained online/offline status and last-will topic; empty = none.
     /// Default `"nemo/bridge/status"`.
     pub status_topic: String,
+    /// Sign the status documents (online, offline and the last will) with this HMAC key, in
+    /// the envelope every other message of the bridge uses. Not a configuration key: the
+    /// bridge sets it from `[hmac]`, so a consumer that verifies everything under the prefix
+    /// can verify the status too, and nobody without the key can fake it.
+    #[serde(skip)]
+    pub status_hmac_key: Option<Secret>,
 }
 
 impl Default for MqttConfig {
@@ -230,6 +236,7 @@ impl Default for MqttConfig {
             when_disconnected: WhenDisconnected::Wait,
             max_buffered: 10_000,
             status_topic: "nemo/bridge/status".into(),
+            status_hmac_key: None,
         }
     }
 }

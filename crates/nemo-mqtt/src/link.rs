@@ -461,9 +461,14 @@ pub(crate) fn status_message(cfg: &MqttConfig, state: &str) -> Option<paho::Mess
     if cfg.status_topic.is_empty() {
         return None;
     }
+    let doc = status_payload(state);
+    let payload = match cfg.status_hmac_key.as_ref().filter(|k| !k.is_empty()) {
+        Some(key) => nemo_events::hmac::sign(&doc, key.expose().as_bytes()),
+        None => doc,
+    };
     Some(paho::Message::new_retained(
         cfg.status_topic.clone(),
-        status_payload(state),
+        payload,
         paho::QoS::AtLeastOnce,
     ))
 }
@@ -498,5 +503,18 @@ mod tests {
             ..Default::default()
         };
         assert!(status_message(&off, "offline").is_none());
+    }
+
+    #[test]
+    fn with_a_key_the_status_is_a_signed_envelope() {
+        let cfg = MqttConfig {
+            status_hmac_key: Some(crate::Secret::new("k")),
+            ..Default::default()
+        };
+        let m = status_message(&cfg, "offline").unwrap();
+        let inner = nemo_events::hmac::verify(m.payload(), b"k").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&inner).unwrap();
+        assert_eq!(v["state"], "offline");
+        assert!(nemo_events::hmac::verify(m.payload(), b"other").is_err());
     }
 }

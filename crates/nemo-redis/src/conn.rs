@@ -53,7 +53,8 @@ impl std::fmt::Debug for Redis {
 }
 
 impl Redis {
-    /// Validate `cfg`, connect, and check the server answers.
+    /// Validate `cfg`, connect, and check the server answers: one attempt (for tools, which
+    /// should say at once that Redis cannot be reached).
     ///
     /// # Errors
     /// [`RedisError::Config`]/[`RedisError::InvalidUrl`]/[`RedisError::Tls`] for bad
@@ -61,10 +62,46 @@ impl Redis {
     /// After that, connections are re-established by fred with a policy derived
     /// from `backoff`, forever.
     pub async fn connect(cfg: &RedisConfig, backoff: &BackoffConfig) -> Result<Redis, RedisError> {
+        Self::connect_with(cfg, backoff, false).await
+    }
+
+    /// [`connect`](Self::connect), but waiting for a Redis that is down, refusing, or cutting
+    /// the TLS handshake off: such transient failures are retried with the `backoff` delays
+    /// (forever, unless it has `max_attempts`), each logged. For a service started before
+    /// Redis. A certificate verdict, refused credentials or a bad URL still fail at once.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect), for the non-transient failures.
+    pub async fn connect_retrying(
+        cfg: &RedisConfig,
+        backoff: &BackoffConfig,
+    ) -> Result<Redis, RedisError> {
+        Self::connect_with(cfg, backoff, true).await
+    }
+
+    async fn connect_with(
+        cfg: &RedisConfig,
+        backoff: &BackoffConfig,
+        retry: bool,
+    ) -> Result<Redis, RedisError> {
         cfg.validate()?;
-        let builder = builder(cfg, backoff)?;
-        let client = builder.build().map_err(|e| invalid_url(cfg, &e))?;
-        init(&client, cfg).await?;
+        let mut delays = backoff.build();
+        let client = loop {
+            let client = builder(cfg, backoff)?
+                .build()
+                .map_err(|e| invalid_url(cfg, &e))?;
+            match init(&client, cfg).await {
+                Ok(()) => break client,
+                Err(e) if retry && e.is_transient() => match delays.next_delay() {
+                    Some(d) => {
+                        tracing::warn!(url = %cfg.redacted_url(), error = %e, delay_ms = d.as_millis() as u64, "redis: cannot connect; retrying in {} ms", d.as_millis());
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        };
         tracing::info!(url = %cfg.redacted_url(), mode = %cfg.mode, key = %cfg.key, "redis: connected");
         Ok(Redis {
             client,
@@ -184,8 +221,13 @@ fn invalid_url(cfg: &RedisConfig, e: &fred::error::Error) -> RedisError {
 
 async fn init<C: ClientLike>(c: &C, cfg: &RedisConfig) -> Result<(), RedisError> {
     c.init().await.map_err(|source| {
-        if *source.kind() == fred::error::ErrorKind::Tls {
+        if *source.kind() == fred::error::ErrorKind::Tls && tls_verdict(source.details()) {
             RedisError::TlsHandshake {
+                url: cfg.redacted_url(),
+                reason: tls_reason(source.details()),
+            }
+        } else if *source.kind() == fred::error::ErrorKind::Tls {
+            RedisError::TlsInterrupted {
                 url: cfg.redacted_url(),
                 reason: tls_reason(source.details()),
             }
@@ -197,6 +239,17 @@ async fn init<C: ClientLike>(c: &C, cfg: &RedisConfig) -> Result<(), RedisError>
         }
     })?;
     Ok(())
+}
+
+/// True when a TLS error is the verdict on the server's certificate (not trusted, expired,
+/// another host), not a handshake cut off by the network (reset, EOF) or a server that is not
+/// speaking TLS yet.
+pub(crate) fn tls_verdict(details: &str) -> bool {
+    let x509_failed = details
+        .find("X509VerifyResult")
+        .map(|i| &details[i..])
+        .is_some_and(|x| !x.contains("code: 0,"));
+    x509_failed || details.contains("certificate verify failed")
 }
 
 /// One readable line from the TLS error fred passes on (a `Debug` dump of OpenSSL's error
@@ -508,6 +561,11 @@ mod tests {
         let no_verify = r#"Ssl(Error { code: ErrorCode(1), cause: Some(Ssl(ErrorStack([Error { reason: "wrong version number" }]))) }, X509VerifyResult { code: 0, error: "ok" })"#;
         assert_eq!(tls_reason(no_verify), "wrong version number");
         assert_eq!(tls_reason("handshake eof"), "handshake eof");
+        assert!(tls_verdict(untrusted) && tls_verdict(&expired));
+        assert!(!tls_verdict(no_verify));
+        assert!(!tls_verdict(
+            "Io(Os { code: 104, kind: ConnectionReset, message: \"Connection reset by peer\" })"
+        ));
     }
 
     #[test]

@@ -42,6 +42,15 @@ pub enum RedisError {
         /// What the certificate check said, in one line, with a hint.
         reason: String,
     },
+    /// The TLS handshake was cut off before the server's certificate was judged (connection
+    /// reset, EOF): transient, retried.
+    #[error("TLS handshake with {url} was interrupted: {reason}")]
+    TlsInterrupted {
+        /// The URL (redacted).
+        url: String,
+        /// What happened, one line.
+        reason: String,
+    },
     /// The first connection could not be made.
     #[error("cannot connect to Redis at {url}: {source}")]
     Connect {
@@ -94,7 +103,16 @@ impl RedisError {
     pub fn is_transient(&self) -> bool {
         use fred::error::ErrorKind;
         match self {
-            RedisError::Connect { .. } => true,
+            // Down, refused, reset: yes. Refused credentials (WRONGPASS, NOAUTH) or a
+            // server that answers with an error: a person has to fix it.
+            RedisError::Connect { source, .. } => {
+                matches!(
+                    source.kind(),
+                    ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Unknown
+                ) && !source.details().contains("WRONGPASS")
+                    && !source.details().contains("NOAUTH")
+            }
+            RedisError::TlsInterrupted { .. } => true,
             RedisError::Command { source, .. } => {
                 matches!(
                     source.kind(),

@@ -440,6 +440,91 @@ async fn tls_with_private_ca() -> TestResult {
     Ok(())
 }
 
+/// A TCP front for `to` that cuts the first `cut` connections off in the middle of the TLS
+/// handshake (reads the ClientHello, then closes), and forwards the rest. Returns its port and
+/// the number of connections it accepted.
+fn cutting_front(to: u16, cut: usize) -> (u16, Arc<AtomicUsize>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            if n < cut {
+                let mut c = conn;
+                let mut hello = [0u8; 512];
+                let _ = c.read(&mut hello);
+                let _ = c.shutdown(std::net::Shutdown::Both);
+                continue;
+            }
+            let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            let (mut a, mut b) = (conn.try_clone().unwrap(), up.try_clone().unwrap());
+            let (mut c, mut d) = (conn, up);
+            std::thread::spawn(move || std::io::copy(&mut a, &mut b));
+            std::thread::spawn(move || std::io::copy(&mut d, &mut c));
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn a_tls_handshake_cut_off_at_the_start_is_retried_a_certificate_verdict_is_not() -> TestResult
+{
+    let certs = nemo_testkit::Certs::generate()?;
+    let server = RedisServer::builder().tls(certs.clone()).start()?;
+    let (front, accepted) = cutting_front(server.port(), 3);
+    let cfg = RedisConfig {
+        url: server
+            .url()
+            .replace(&format!(":{}/", server.port()), &format!(":{front}/")),
+        ca_file: Some(certs.ca.clone()),
+        ..config(&server, Mode::List, KEY)
+    };
+    assert!(cfg.url.contains(&format!(":{front}/")), "{}", cfg.url);
+    // One attempt (tools): the cut-off handshake is reported at once, as transient.
+    let err = Redis::connect(&cfg, &fast_backoff()).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    // The service's connect waits it out.
+    let redis = tokio::time::timeout(
+        Duration::from_secs(20),
+        Redis::connect_retrying(&cfg, &fast_backoff()),
+    )
+    .await
+    .expect("connect retried the cut-off handshakes")?;
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 4,
+        "three cut off, then through"
+    );
+    redis
+        .producer()
+        .enqueue_raw(b"after the cut-off handshakes")
+        .await?;
+    // Without the CA: the certificate verdict is final, at once (no retrying forever).
+    let untrusted = RedisConfig {
+        ca_file: None,
+        ..cfg.clone()
+    };
+    let t = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        Redis::connect_retrying(&untrusted, &fast_backoff()),
+    )
+    .await
+    .expect("a certificate verdict is not retried")
+    .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("certificate verify failed"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    Ok(())
+}
+
 #[tokio::test]
 async fn source_for_mode_and_invalid_config_rejected_before_connecting() -> TestResult {
     let server = RedisServer::start()?;

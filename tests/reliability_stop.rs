@@ -1,0 +1,203 @@
+//! A stop that always ends: SIGTERM ends the bridge within `shutdown.drain_timeout_s` + 5 s
+//! whatever is down (broker, Redis, a stalled Redis, both), a second signal ends it at once,
+//! and after the servers are back a new bridge delivers every event: nothing is lost.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nemo_testkit::{Mosquitto, RedisServer};
+use support::*;
+
+/// `shutdown.drain_timeout_s` in `Setup::config`.
+const DRAIN_S: u64 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    BrokerGone,
+    RedisGone,
+    RedisStalled,
+    BothGone,
+}
+
+async fn stop_with(fault: Fault) -> TestResult {
+    const N: usize = 4_000;
+    let tag = format!("{fault:?}").to_lowercase();
+    let mut redis = RedisServer::builder().aof(true).start()?;
+    let mut broker = Mosquitto::start()?;
+    let setup = Setup::new();
+    let mut sub = subscriber(&broker.url(), &format!("stop-sub-{tag}"), true).await;
+    // Let the broker's autosave (1 s) persist the subscriber's session before the fault.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let cfg = setup.config("stop.toml", &redis.url(), &broker.url(), "", "");
+    let mut bridge = setup.bridge(&cfg, &tag);
+    assert!(
+        bridge.wait_ready(Duration::from_secs(20)),
+        "{}",
+        bridge.log()
+    );
+    let prod = producer(&redis).await;
+    prod.enqueue_raw_many(&(0..N / 2).map(|s| item(s % 7, s)).collect::<Vec<_>>())
+        .await?;
+    let mut got = collect(&mut sub, Duration::from_secs(20), |g| g.len() >= N / 8).await;
+
+    match fault {
+        Fault::BrokerGone => broker.stop(),
+        Fault::RedisGone => redis.kill(),
+        Fault::RedisStalled => redis.freeze()?,
+        Fault::BothGone => {
+            broker.stop();
+            redis.kill();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bridge.signal("-TERM");
+    let t = Instant::now();
+    let status = bridge.wait_exit(Duration::from_secs(DRAIN_S + 20));
+    let took = t.elapsed();
+    let log = bridge.log();
+    println!(
+        "{fault:?}: exit status {status:?} {took:?} after SIGTERM (bound {} s)",
+        DRAIN_S + 5
+    );
+    assert!(
+        status.is_some(),
+        "{fault:?}: still running {took:?} after SIGTERM:\n{log}"
+    );
+    assert!(
+        took <= Duration::from_secs(DRAIN_S + 5) + Duration::from_millis(500),
+        "{fault:?}: took {took:?}:\n{log}"
+    );
+
+    // Back to normal: every event arrives through a new bridge.
+    match fault {
+        Fault::BrokerGone => broker.restart()?,
+        Fault::RedisGone => redis.restart()?,
+        Fault::RedisStalled => redis.thaw()?,
+        Fault::BothGone => {
+            redis.restart()?;
+            broker.restart()?;
+        }
+    }
+    let prod = producer(&redis).await;
+    prod.enqueue_raw_many(&(N / 2..N).map(|s| item(s % 7, s)).collect::<Vec<_>>())
+        .await?;
+    let again = setup.bridge(&cfg, &format!("{tag}-again"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = vec![false; N];
+    let mut unique = 0;
+    loop {
+        for m in &got {
+            if let Some(s) = seq_of(m)
+                && s < N
+                && !std::mem::replace(&mut seen[s], true)
+            {
+                unique += 1;
+            }
+        }
+        got.clear();
+        if unique == N || Instant::now() > deadline {
+            break;
+        }
+        got = collect(&mut sub, Duration::from_secs(1), |g| g.len() >= 1_000).await;
+    }
+    println!("{fault:?}: {unique} of {N} delivered after the restart");
+    assert_eq!(
+        unique,
+        N,
+        "{fault:?}: lost {}; first bridge:\n{log}\nsecond bridge:\n{}",
+        N - unique,
+        again.tail(30)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_the_broker_gone_ends_in_time_and_loses_nothing() -> TestResult {
+    stop_with(Fault::BrokerGone).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_redis_gone_ends_in_time_and_loses_nothing() -> TestResult {
+    stop_with(Fault::RedisGone).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_redis_stalled_ends_in_time_and_loses_nothing() -> TestResult {
+    stop_with(Fault::RedisStalled).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_broker_and_redis_gone_ends_in_time_and_loses_nothing() -> TestResult {
+    stop_with(Fault::BothGone).await
+}
+
+/// A second SIGTERM while a stop waits (here for a stalled Redis) ends the process at once,
+/// with a line saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() -> TestResult {
+    let redis = RedisServer::start()?;
+    let broker = Mosquitto::start()?;
+    let setup = Setup::new();
+    let cfg = setup.config("second.toml", &redis.url(), &broker.url(), "", "");
+    let mut bridge = setup.bridge(&cfg, "second");
+    assert!(
+        bridge.wait_ready(Duration::from_secs(20)),
+        "{}",
+        bridge.log()
+    );
+    redis.freeze()?;
+    bridge.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(bridge.alive(), "the first stop waits for the stalled Redis");
+    let t = Instant::now();
+    bridge.signal("-INT");
+    let status = bridge.wait_exit(Duration::from_secs(5));
+    redis.thaw()?;
+    let took = t.elapsed();
+    assert_eq!(status, Some(Some(1)), "{}", bridge.log());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        bridge.log().contains("second stop request: exiting now"),
+        "{}",
+        bridge.log()
+    );
+    println!("second signal: exited {took:?} after it");
+    Ok(())
+}
+
+/// Redis down when the bridge starts: it waits (retrying with backoff, saying so), and a stop
+/// request meanwhile ends it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_redis_at_the_start_and_a_stop_meanwhile() -> TestResult {
+    let broker = Mosquitto::start()?;
+    let port = nemo_testkit::free_port()?;
+    let setup = Setup::new();
+    let cfg = setup.config(
+        "early.toml",
+        &format!("redis://127.0.0.1:{port}/1"),
+        &broker.url(),
+        "",
+        "",
+    );
+    let mut bridge = setup.bridge(&cfg, "early");
+    assert!(
+        bridge.wait_log(Duration::from_secs(10), |l| l
+            .contains("redis: cannot connect; retrying")),
+        "{}",
+        bridge.log()
+    );
+    assert!(bridge.alive(), "it waits for Redis: {}", bridge.log());
+    let t = Instant::now();
+    bridge.signal("-TERM");
+    let status = bridge.wait_exit(Duration::from_secs(5));
+    assert_eq!(status, Some(Some(0)), "{}", bridge.log());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(
+        bridge
+            .log()
+            .contains("stopped before Redis could be reached")
+    );
+    Ok(())
+}
