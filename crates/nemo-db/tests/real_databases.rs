@@ -152,16 +152,22 @@ async fn scenario(db: &NemoDb, w: &Writer, ddl: &str) {
     assert_eq!(db.active_configuration().await.unwrap().unwrap().id, 5);
 }
 
-#[tokio::test]
-async fn sqlite_file_made_from_the_plugin_ddl() {
-    let dir = tempfile::tempdir().unwrap();
+/// A new SQLite file (in `dir`): NEMO's writer (creating the file) and the bridge's `NemoDb`.
+async fn sqlite_file(dir: &tempfile::TempDir) -> (std::path::PathBuf, Writer, NemoDb) {
     let path = dir.path().join("nemo.sqlite3");
     let writer = SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
         .await
         .unwrap();
     let db = NemoDb::open(&cfg(&format!("sqlite://{}", path.display()))).unwrap();
+    (path, Writer::Lite(writer), db)
+}
+
+#[tokio::test]
+async fn sqlite_file_made_from_the_plugin_ddl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, writer, db) = sqlite_file(&dir).await;
     assert_eq!(db.backend(), Backend::Sqlite);
-    scenario(&db, &Writer::Lite(writer), &schema("sqlite.sql")).await;
+    scenario(&db, &writer, &schema("sqlite.sql")).await;
 }
 
 #[tokio::test]
@@ -371,12 +377,8 @@ async fn filters_and_log_scenario(db: &NemoDb, w: &Writer, ddl: &str) {
 #[tokio::test]
 async fn sqlite_filters_and_message_log() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nemo.sqlite3");
-    let writer = SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-        .await
-        .unwrap();
-    let db = NemoDb::open(&cfg(&format!("sqlite://{}", path.display()))).unwrap();
-    filters_and_log_scenario(&db, &Writer::Lite(writer), &schema("sqlite.sql")).await;
+    let (path, writer, db) = sqlite_file(&dir).await;
+    filters_and_log_scenario(&db, &writer, &schema("sqlite.sql")).await;
     // The same file opened read-only: writing the log is denied, reading still works.
     let ro = NemoDb::open(&cfg(&format!("sqlite://{}?mode=ro", path.display()))).unwrap();
     assert_eq!(ro.event_filters().await.unwrap().unwrap().len(), 2);
