@@ -85,7 +85,16 @@ impl QueueStats {
         let v: Value = match self
             .client
             .custom(
-                crate::conn::custom("XINFO", false),
+                // Routed by the key (the 2nd argument), not by "GROUPS": on a cluster the
+                // first-key default sent it to the wrong node, and every MOVED made the client
+                // resync the whole topology (seen at each metrics poll in stream mode).
+                fred::types::CustomCommand::new_static(
+                    "XINFO",
+                    fred::types::ClusterHash::Custom(fred::util::redis_keyslot(
+                        self.keys.source.as_bytes(),
+                    )),
+                    false,
+                ),
                 vec![
                     Value::from("GROUPS"),
                     Value::from(self.keys.source.as_str()),

@@ -16,6 +16,10 @@
 //! its own made by `initdb` in a temporary directory, with a database `nemo`, for
 //! tests that read or write the NEMO plugin's tables.
 //!
+//! [`RedisSentinelSet`] (a master, a replica and three sentinels, with
+//! `kill_master` and `wait_failover`) and [`RedisClusterSet`] (three masters)
+//! do the same for Redis high availability, with the URLs nemo-redis accepts.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), nemo_testkit::HarnessError> {
 //! let redis = nemo_testkit::RedisServer::start()?;
@@ -32,6 +36,7 @@ mod postgres;
 mod process;
 mod procstat;
 mod redis;
+mod redis_ha;
 
 pub use bench::bench_item;
 pub use certs::{CertOptions, Certs};
@@ -40,6 +45,7 @@ pub use postgres::PostgresServer;
 pub use process::HarnessError;
 pub use procstat::{cpu_seconds, rss_kib};
 pub use redis::{RedisBuilder, RedisServer};
+pub use redis_ha::{RedisClusterSet, RedisSentinelSet};
 
 use std::path::PathBuf;
 

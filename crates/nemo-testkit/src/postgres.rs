@@ -793,7 +793,11 @@ mod tests {
         assert!(all.len() > 1);
         for p in &all {
             // 'Z': a backend that had just exited, which the stopped postmaster
-            // cannot reap.
+            // cannot reap. SIGSTOP is delivered asynchronously: give it a moment.
+            let until = Instant::now() + Duration::from_secs(3);
+            while !matches!(state(p), 'T' | 'Z') && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             assert!(matches!(state(p), 'T' | 'Z'), "process {p} stopped");
         }
         assert_eq!(state(&pid.to_string()), 'T');

@@ -46,3 +46,14 @@ pub fn items(n: usize) -> Vec<Vec<u8>> {
 pub fn cli_len(server: &RedisServer, key: &str) -> u64 {
     server.cli(&["LLEN", key]).unwrap().parse().unwrap()
 }
+
+/// A configuration for `url` (e.g. a Sentinel or Cluster set of nemo-testkit).
+pub fn config_url(url: &str, mode: Mode, key: &str) -> RedisConfig {
+    RedisConfig {
+        url: url.into(),
+        mode,
+        key: key.into(),
+        block_ms: 500,
+        ..Default::default()
+    }
+}
