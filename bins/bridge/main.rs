@@ -1,6 +1,9 @@
 //! `bridge`: move NEMO tool events from the Redis queue to the MQTT broker, at least once, in
 //! order. Thin shell: parse flags, load the configuration, run `nemo_bridge::run`.
 
+#[path = "../man.rs"]
+mod man;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,11 +40,11 @@ enum Mode {
 /// Every key is described in docs/configuration.md.
 ///
 /// Signals: SIGINT/SIGTERM stop gracefully (drain, return unconfirmed items, publish the offline
-/// status); SIGHUP re-reads the configuration (a new broker address is applied without losing
+/// status), always within shutdown.drain_timeout_s + 5 s (a second signal exits at once); SIGHUP re-reads the configuration (a new broker address is applied without losing
 /// events), as do `reload_config` (a save on NEMO's page) and a changed row found by the poll. Exit codes: 0 = stopped cleanly, 1 = runtime error, 2 = invalid configuration, 70 = the
 /// watchdog found the pipeline stalled (let the service manager restart the bridge).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "bridge", version, about, long_about)]
+#[command(name = "bridge", version)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, short = 'c', value_name = "PATH")]
@@ -129,6 +132,9 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = man::print_if_asked::<Cli>("nemo-bridge") {
+        return code;
+    }
     let cli = Cli::parse();
     // One runtime thread: the pipeline, the Redis client's I/O, the lease keeper and the HTTP
     // endpoint are all short, non-blocking steps, and Paho brings its own two threads. With a

@@ -5,6 +5,9 @@
 //! subscribe, and hand every message to the terminal view, the board or the web
 //! dashboard, plus the optional recording.
 
+#[path = "../man.rs"]
+mod man;
+
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -159,6 +162,9 @@ fn resolve(cli: &Cli) -> anyhow::Result<Setup> {
 }
 
 fn main() -> std::process::ExitCode {
+    if let Some(code) = man::print_if_asked::<Cli>("nemo-monitor") {
+        return code;
+    }
     // Determine the local UTC offset while the process is single-threaded (the
     // `time` crate refuses afterwards on Unix).
     let offset = nemo_monitor::format::local_offset();

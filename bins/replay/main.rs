@@ -8,6 +8,9 @@
 //! Exit codes: 0 done; 1 bad usage, bad configuration, unreadable input or (with
 //! `--strict`) a bad input line; 2 the replay ran but some items failed to send.
 
+#[path = "../man.rs"]
+mod man;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -168,6 +171,9 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = man::print_if_asked::<Cli>("nemo-replay") {
+        return code;
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
