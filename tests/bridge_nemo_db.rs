@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nemo_mqtt::Received;
 use nemo_testkit::{Mosquitto, RedisServer};
 use support::nemo_db::NemoDatabase;
-use support::{Setup, TestResult, collect, http_get, producer, run_bridge, subscriber};
+use support::{Arrivals, Setup, TestResult, collect, http_get, producer, run_bridge, subscriber};
 
 /// An item whose payload carries `seq`.
 fn item(seq: usize) -> String {
@@ -93,31 +93,35 @@ async fn page_moves_the_bridge(db: NemoDatabase, trigger: Trigger) -> TestResult
     let mut got_b: Vec<Received> = Vec::new();
     let mut moved_after = None;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = vec![false; N];
-    let mut unique = 0;
-    while unique < N && Instant::now() < deadline {
-        got_a.extend(collect(&mut sub_a, Duration::from_millis(100), |_| false).await);
-        let before = got_b.len();
-        got_b.extend(collect(&mut sub_b, Duration::from_millis(300), |g| g.len() >= 500).await);
-        if moved_after.is_none() && got_b.len() > before {
+    // Each message must verify with the key of the broker it went through.
+    let seq_checked = |m: &Received, key: &str| {
+        seq_signed(m, key).unwrap_or_else(|| {
+            panic!(
+                "not signed with {key}: {:?}",
+                String::from_utf8_lossy(&m.payload)
+            )
+        })
+    };
+    let mut arrived = Arrivals::new(N);
+    for m in &got_a {
+        arrived.note(Some(seq_checked(m, "key-one")));
+    }
+    while !arrived.complete() && Instant::now() < deadline {
+        let more_a = collect(&mut sub_a, Duration::from_millis(100), |_| false).await;
+        let more_b = collect(&mut sub_b, Duration::from_millis(300), |g| g.len() >= 500).await;
+        if moved_after.is_none() && !more_b.is_empty() {
             moved_after = Some(saved.elapsed());
         }
-        unique = 0;
-        seen.iter_mut().for_each(|s| *s = false);
-        for (msgs, key) in [(&got_a, "key-one"), (&got_b, "key-two")] {
-            for m in msgs.iter() {
-                let s = seq_signed(m, key).unwrap_or_else(|| {
-                    panic!(
-                        "not signed with {key}: {:?}",
-                        String::from_utf8_lossy(&m.payload)
-                    )
-                });
-                if !std::mem::replace(&mut seen[s], true) {
-                    unique += 1;
-                }
-            }
+        for m in &more_a {
+            arrived.note(Some(seq_checked(m, "key-one")));
         }
+        for m in &more_b {
+            arrived.note(Some(seq_checked(m, "key-two")));
+        }
+        got_a.extend(more_a);
+        got_b.extend(more_b);
     }
+    let unique = arrived.unique;
     stream.await?;
     let dups = got_a.len() + got_b.len() - unique;
     println!(

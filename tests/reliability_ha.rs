@@ -100,29 +100,21 @@ async fn sentinel_failover_mid_stream_loses_nothing() -> TestResult {
     set.restart_killed()?;
 
     let deadline = Instant::now() + Duration::from_secs(180);
-    let mut seen = vec![false; N];
-    let mut unique = 0;
-    let mut longest_gap = Duration::ZERO;
-    let mut last_new = Instant::now();
+    let mut arrived = Arrivals::new(N);
     loop {
         for m in &got {
-            if let Some(s) = seq_of(m)
-                && s < N
-                && !std::mem::replace(&mut seen[s], true)
-            {
-                unique += 1;
-                longest_gap = longest_gap.max(last_new.elapsed());
-                last_new = Instant::now();
-            }
+            arrived.note(seq_of(m));
         }
         got.clear();
         // Count only what could have arrived: wait for the producer, then 15 s of silence.
-        let quiet = done.load(Ordering::SeqCst) && last_new.elapsed() > Duration::from_secs(15);
-        if unique == N || quiet || Instant::now() > deadline {
+        let quiet =
+            done.load(Ordering::SeqCst) && arrived.last_new.elapsed() > Duration::from_secs(15);
+        if arrived.complete() || quiet || Instant::now() > deadline {
             break;
         }
         got = collect(&mut sub, Duration::from_millis(500), |g| g.len() >= 500).await;
     }
+    let (unique, longest_gap) = (arrived.unique, arrived.longest_gap);
     let (repushed, unconfirmed) = producer.await?;
     assert!(done.load(Ordering::SeqCst));
     println!(
@@ -131,7 +123,7 @@ async fn sentinel_failover_mid_stream_loses_nothing() -> TestResult {
          batches again, {unconfirmed} not confirmed by a replica"
     );
     if unique != N {
-        let missing: Vec<usize> = (0..N).filter(|s| !seen[*s]).collect();
+        let missing = arrived.missing();
         let master = set.master_port()?;
         let lens: Vec<String> = [KEY, PROCESSING, DEAD]
             .iter()

@@ -85,23 +85,18 @@ async fn stop_with(fault: Fault) -> TestResult {
         .await?;
     let again = setup.bridge(&cfg, &format!("{tag}-again"));
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = vec![false; N];
-    let mut unique = 0;
+    let mut arrived = Arrivals::new(N);
     loop {
         for m in &got {
-            if let Some(s) = seq_of(m)
-                && s < N
-                && !std::mem::replace(&mut seen[s], true)
-            {
-                unique += 1;
-            }
+            arrived.note(seq_of(m));
         }
         got.clear();
-        if unique == N || Instant::now() > deadline {
+        if arrived.complete() || Instant::now() > deadline {
             break;
         }
         got = collect(&mut sub, Duration::from_secs(1), |g| g.len() >= 1_000).await;
     }
+    let unique = arrived.unique;
     println!("{fault:?}: {unique} of {N} delivered after the restart");
     assert_eq!(
         unique,

@@ -267,6 +267,50 @@ pub fn seq_of(m: &Received) -> Option<usize> {
     v["seq"].as_u64().map(|s| s as usize)
 }
 
+/// Which of the sequence numbers `0..n` have arrived at least once, and the longest wait for a
+/// new one (the loss and outage figures of the fault tests).
+pub struct Arrivals {
+    seen: Vec<bool>,
+    /// How many distinct numbers arrived.
+    pub unique: usize,
+    /// When the last new number arrived.
+    pub last_new: Instant,
+    /// The longest wait between two new numbers.
+    pub longest_gap: Duration,
+}
+
+impl Arrivals {
+    pub fn new(n: usize) -> Arrivals {
+        Arrivals {
+            seen: vec![false; n],
+            unique: 0,
+            last_new: Instant::now(),
+            longest_gap: Duration::ZERO,
+        }
+    }
+    /// Count `seq` (ignored when `None` or out of range); true when it is new.
+    pub fn note(&mut self, seq: Option<usize>) -> bool {
+        let Some(s) = seq.filter(|s| *s < self.seen.len()) else {
+            return false;
+        };
+        if std::mem::replace(&mut self.seen[s], true) {
+            return false;
+        }
+        self.unique += 1;
+        self.longest_gap = self.longest_gap.max(self.last_new.elapsed());
+        self.last_new = Instant::now();
+        true
+    }
+    /// True when every number arrived.
+    pub fn complete(&self) -> bool {
+        self.unique == self.seen.len()
+    }
+    /// The numbers that did not arrive, in order.
+    pub fn missing(&self) -> Vec<usize> {
+        (0..self.seen.len()).filter(|s| !self.seen[*s]).collect()
+    }
+}
+
 /// LLEN of a key in db 1; panics (with what redis-cli said) if the server does not answer.
 pub fn llen(redis: &RedisServer, key: &str) -> usize {
     let out = redis.cli(&["LLEN", key]).expect("redis-cli");
