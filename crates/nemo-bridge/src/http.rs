@@ -38,6 +38,7 @@ pub struct Health {
     mqtt: AtomicBool,
     lease_required: AtomicBool,
     lease_held: AtomicBool,
+    queue_is_table: AtomicBool,
     notes: Mutex<std::collections::BTreeMap<Note, String>>,
 }
 
@@ -59,6 +60,11 @@ impl Health {
     /// Redis reachable.
     pub fn set_redis(&self, up: bool) {
         self.redis.store(up, Ordering::Relaxed);
+    }
+    /// The queue is NEMO's table (plugin 2.x), not Redis: [`set_redis`](Self::set_redis) then
+    /// reports the database, and the lock is the table's advisory lock.
+    pub fn set_queue_is_table(&self, table: bool) {
+        self.queue_is_table.store(table, Ordering::Relaxed);
     }
     /// Broker connected.
     pub fn set_mqtt(&self, up: bool) {
@@ -106,14 +112,23 @@ impl Health {
     }
     /// `None` when ready, else why not.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
+        let table = self.queue_is_table.load(Ordering::Relaxed);
         if !self.redis.load(Ordering::Relaxed) {
-            return Some("redis: not connected");
+            return Some(if table {
+                "database: not reachable"
+            } else {
+                "redis: not connected"
+            });
         }
         if !self.mqtt.load(Ordering::Relaxed) {
             return Some("mqtt: not connected");
         }
         if self.lease_required.load(Ordering::Relaxed) && !self.lease_held.load(Ordering::Relaxed) {
-            return Some("standby: another bridge holds the lease");
+            return Some(if table {
+                "standby: another bridge holds the queue's lock"
+            } else {
+                "standby: another bridge holds the lease"
+            });
         }
         None
     }

@@ -27,6 +27,7 @@ pub mod http;
 pub mod message_log;
 pub mod pipeline;
 pub mod prepare;
+pub mod queue;
 pub mod run;
 pub mod settings;
 pub mod watchdog;

@@ -58,7 +58,7 @@ use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use nemo_backoff::{Backoff, BackoffConfig};
 use nemo_mqtt::{EventSink, MqttError, OutMessage};
-use nemo_redis::{Delivery, EventSource};
+use nemo_source::{Delivery, EventSource};
 use tracing::{debug, error, info, warn};
 
 use crate::watchdog::Heartbeat;
@@ -565,7 +565,7 @@ where
 
     /// Ack the confirmed items at the head of the in-flight queue in one call: once a batch of
     /// them is there, when they are all that is in flight, or when `force`d.
-    async fn ack_heads(&mut self, force: bool) -> Result<(), nemo_redis::RedisError> {
+    async fn ack_heads(&mut self, force: bool) -> Result<(), S::Error> {
         let n = self
             .slots
             .iter()
@@ -624,12 +624,11 @@ where
         let rest: Vec<Delivery> = rest.into_iter().map(|s| s.delivery).collect();
         let deadline = tokio::time::Instant::now() + self.opts.final_timeout;
         let limit_ms = self.opts.final_timeout.as_millis();
-        let bounded =
-            |r: Result<Result<(), nemo_redis::RedisError>, tokio::time::error::Elapsed>| match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {limit_ms} ms of the stop")),
-            };
+        let bounded = |r: Result<Result<(), S::Error>, tokio::time::error::Elapsed>| match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {limit_ms} ms of the stop")),
+        };
         if !done.is_empty() {
             let acked = tokio::time::timeout_at(deadline, self.source.ack(&done)).await;
             match bounded(acked) {

@@ -50,6 +50,7 @@ impl FakeSource {
 
 #[async_trait::async_trait]
 impl EventSource for FakeSource {
+    type Error = RedisError;
     async fn take(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, RedisError> {
         let out: Vec<Delivery> = {
             let mut log = self.0.lock().unwrap();
@@ -419,7 +420,7 @@ async fn items_mapping_to_several_messages_ack_after_all_confirm() {
 #[tokio::test]
 async fn works_with_the_mockall_mocks_of_the_seams() {
     use nemo_mqtt::MockEventSink;
-    use nemo_redis::MockEventSource;
+    use nemo_source::MockEventSource;
 
     let mut source = MockEventSource::new();
     let mut first = true;

@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use nemo_db::NemoStore;
 use nemo_mqtt::{ConnStatus, MqttError, Publisher};
-use nemo_redis::{
-    BridgeStatus, ControlCommand, Delivery, EventSource, Lease, LeaseKeeper, Redis, RedisError,
-};
+use nemo_redis::{BridgeStatus, Lease, RedisError};
 use nemo_topics::TopicMapper;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -30,6 +28,7 @@ use crate::http::{Health, Note};
 use crate::message_log::{LogTap, LoggedSink, MessageLog};
 use crate::pipeline::{Pipeline, PipelineOptions, StopMode};
 use crate::prepare::ItemPreparer;
+use crate::queue::{Diagnostics, Queue};
 use crate::settings::{Phase, Settings};
 use crate::watchdog::{Heartbeat, Watchdog};
 
@@ -54,6 +53,9 @@ pub enum BridgeError {
     /// Redis could not be reached or failed.
     #[error("redis: {0}")]
     Redis(#[from] RedisError),
+    /// NEMO's database (the queue of plugin 2.x) cannot be used.
+    #[error("database: {0}")]
+    Database(#[from] nemo_db::DbError),
     /// The broker could not be reached or rejected us.
     #[error("mqtt: {0}")]
     Mqtt(#[from] MqttError),
@@ -71,25 +73,6 @@ pub enum BridgeError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// A boxed source as a source (what [`Redis::source`] returns).
-struct BoxSource(Box<dyn EventSource>);
-
-#[async_trait::async_trait]
-impl EventSource for BoxSource {
-    async fn take(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, RedisError> {
-        self.0.take(max, wait).await
-    }
-    async fn ack(&mut self, deliveries: &[Delivery]) -> Result<(), RedisError> {
-        self.0.ack(deliveries).await
-    }
-    async fn nack(&mut self, deliveries: &[Delivery]) -> Result<(), RedisError> {
-        self.0.nack(deliveries).await
-    }
-    async fn dead_letter(&mut self, delivery: &Delivery, error: &str) -> Result<(), RedisError> {
-        self.0.dead_letter(delivery, error).await
-    }
 }
 
 fn preparer(cfg: &Config) -> Result<ItemPreparer, ConfigError> {
@@ -232,8 +215,9 @@ pub async fn run(
     let health = Arc::new(Health::default());
     health.set_note(Note::Page, settings.state().note());
     let _ = crate::http::prometheus();
-    let lease_on = cfg.lease_enabled();
-    health.set_lease_required(lease_on);
+    // Redis list mode with the lease, and NEMO's queue table (always): one active bridge.
+    let lock_on = cfg.lease_enabled() || cfg.nemo.source == nemo_db::Source::Database;
+    health.set_lease_required(lock_on);
 
     let http_task = if cfg.http.listen.is_empty() {
         None
@@ -281,111 +265,28 @@ pub async fn run(
             let _ = tx.send(Control::Shutdown).await;
         });
     }
-    let redis_cfg = cfg.redis_config();
-    // Redis and the broker may be down when the bridge starts: it waits for them (retrying
-    // with backoff) and a stop request meanwhile ends it.
-    let Some(redis) = until_stop(
-        &mut ctl_rx,
-        Redis::connect_retrying(&redis_cfg, &cfg.backoff),
-    )
-    .await?
+    // The queue: Redis (plugin 1.x) or NEMO's table (plugin 2.x), with its own background
+    // work (reload requests, the status for NEMO, the depth gauge); see `queue`.
+    let (status_tx, status_rx) = watch::channel(BridgeStatus::Disconnected);
+    let diag = Arc::new(std::sync::Mutex::new(Diagnostics::default()));
+    if let Ok(mut d) = diag.lock() {
+        d.applied(&cfg, applied_row(&settings), "startup");
+    }
+    let Some(queue) =
+        Queue::open(&cfg, &mut ctl_rx, &ctl_tx, &health, status_rx, diag.clone()).await?
     else {
-        info!("stopped before Redis could be reached");
         return Ok(());
     };
-    health.set_redis(true);
-    if redis_cfg.mode == nemo_redis::Mode::Pubsub {
-        warn!("redis: pubsub mode is at-most-once: events sent while the bridge is down are lost");
-    }
+    health.set_queue_is_table(queue.is_table());
 
     // NEMO's configuration page: a changed row (found by the poll) reloads like reload_config.
     let poll_task = settings.spawn_poller(ctl_tx.clone(), health.clone());
-    let control_list = redis.control_list().await?;
-    let control_task = {
-        let tx = ctl_tx.clone();
-        tokio::spawn(async move {
-            let mut failing = false;
-            loop {
-                match control_list.next(Duration::from_secs(1)).await {
-                    Ok(Some(ControlCommand::ReloadConfig)) => {
-                        failing = false;
-                        info!("control: reload_config requested");
-                        if tx.send(Control::Reload).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Some(ControlCommand::Unknown(c))) => {
-                        warn!(command = %c.escape_debug(), "control: unknown command ignored")
-                    }
-                    Ok(None) => failing = false,
-                    Err(e) => {
-                        if !failing {
-                            warn!(error = %e, "control: cannot read the control list; retrying");
-                            failing = true;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        })
-    };
-
-    // Compat status key, refreshed in the background; follows the broker state.
-    let refresher = redis
-        .status_key()
-        .spawn_refresher(BridgeStatus::Disconnected);
-    let (status_tx, mut status_rx) = watch::channel(BridgeStatus::Disconnected);
-    let refresher_task = tokio::spawn(async move {
-        loop {
-            let s = *status_rx.borrow_and_update();
-            refresher.set(s);
-            if status_rx.changed().await.is_err() {
-                return refresher;
-            }
-        }
-    });
-
-    // Queue depth gauge and Redis health, every few seconds. Bounded by the command timeout:
-    // a Redis that stalls (accepts, never answers) makes /readyz say so.
-    let stats_task = {
-        let stats = redis.stats();
-        let health = health.clone();
-        let limit = redis_cfg.command_timeout();
-        tokio::spawn(async move {
-            let mut down = false;
-            loop {
-                let depth = match tokio::time::timeout(limit, stats.depth()).await {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
-                };
-                match depth {
-                    Ok(d) => {
-                        metrics::gauge!("nemo_bridge_queue_depth").set(d as f64);
-                        health.set_redis(true);
-                        if down {
-                            info!("redis: reachable again");
-                            down = false;
-                        }
-                    }
-                    Err(e) => {
-                        health.set_redis(false);
-                        if !down {
-                            warn!(error = %e, "redis: not reachable");
-                            down = true;
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-        })
-    };
 
     let connect = Publisher::connect(cfg.mqtt_config(), cfg.backoff.build());
     let Some(publisher) = until_stop(&mut ctl_rx, connect).await? else {
         info!("stopped before the broker could be reached");
-        control_task.abort();
         poll_task.abort();
-        stats_task.abort();
+        queue.close(tokio::time::Instant::now() + TEARDOWN).await;
         return Ok(());
     };
     let mqtt_task = watch_mqtt(publisher.state(), health.clone(), status_tx.clone());
@@ -416,31 +317,34 @@ pub async fn run(
     };
     let token = Lease::new_token();
     'outer: loop {
-        // Single-active lease: wait as standby until it is ours.
-        let mut keeper: Option<LeaseKeeper> = None;
-        if lease_on {
-            let mut lease = redis.lease();
-            let poll = (lease.ttl() / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        // Single active consumer: wait as standby until the lock (Redis lease, or the queue
+        // table's advisory lock) is ours.
+        let mut won = queue.candidate();
+        if let Some(candidate) = won.as_mut() {
+            let poll = candidate.poll();
             let mut logged = false;
             loop {
-                match lease.acquire(&token).await {
+                match candidate.try_acquire(&token).await {
                     Ok(true) => break,
                     Ok(false) => {
                         if !logged {
                             info!(
-                                key = lease.key(),
-                                "lease: another bridge is active; waiting as standby"
+                                lock = %candidate.what(),
+                                "another bridge is active; waiting as standby"
                             );
                             logged = true;
                         }
                     }
-                    Err(e) => warn!(error = %e, "lease: cannot acquire; retrying"),
+                    Err(e) => {
+                        warn!(error = %e, lock = %candidate.what(), "cannot acquire the lock; retrying")
+                    }
                 }
                 tokio::select! {
                     c = ctl_rx.recv() => match c {
                         Some(Control::Reload) => {
                             if let Some(new) = reload_config(&mut settings, &live.cfg, &health).await {
                                 stop_limit_ms.store(stop_limit(&new).as_millis() as u64, Ordering::Relaxed);
+                                note_applied(&diag, &new, &settings);
                                 live.apply(new, settings.store(), &health, &status_tx).await;
                             }
                         }
@@ -449,13 +353,10 @@ pub async fn run(
                     _ = tokio::time::sleep(poll) => {}
                 }
             }
-            info!("lease: won; this bridge is active");
+            info!(lock = %candidate.what(), "won; this bridge is active");
             health.set_lease_held(true);
-            keeper = Some(LeaseKeeper::spawn(lease));
         }
-        let mut lease_rx = keeper.as_ref().map(LeaseKeeper::watch);
-
-        let mut source = BoxSource(redis.source().await?);
+        let (mut source, mut held, mut lease_rx) = queue.source(won).await?;
         loop {
             heartbeat.set_limit(live.cfg.stall_limit()); // a reload may have changed the timeouts
             let mut pipeline = Pipeline::new(
@@ -488,30 +389,32 @@ pub async fn run(
                 })
                 .await;
             info!(acked = report.acked, dead = report.dead, nacked = report.nacked, republished = report.republished, reason = ?ended, "pipeline stopped");
-            source = BoxSource(pipeline.into_source().0);
+            source = pipeline.into_source();
             match ended {
                 Ended::Shutdown => {
-                    if let Some(k) = keeper.take() {
-                        // Best effort: an unreleased lease lapses after its TTL.
-                        let released = tokio::time::timeout(LEASE_RELEASE, k.release()).await;
-                        if released.is_err() {
-                            warn!("lease: no answer from Redis; it lapses after its TTL");
-                        }
-                        health.set_lease_held(false);
-                    }
+                    drop(source);
+                    queue
+                        .release(
+                            std::mem::replace(&mut held, crate::queue::Held::Nothing),
+                            LEASE_RELEASE,
+                        )
+                        .await;
+                    health.set_lease_held(false);
                     break 'outer;
                 }
                 Ended::LeaseLost => {
-                    warn!("lease: lost; stopped taking and returned unconfirmed items");
+                    warn!("lock lost; stopped taking and returned unconfirmed items");
+                    drop(source);
                     health.set_lease_held(false);
-                    if let Some(k) = keeper.take() {
-                        let _ = k.stop().await;
-                    }
+                    queue
+                        .lost(std::mem::replace(&mut held, crate::queue::Held::Nothing))
+                        .await;
                     continue 'outer;
                 }
                 Ended::Reload => {
                     if let Some(new) = reload_config(&mut settings, &live.cfg, &health).await {
                         stop_limit_ms.store(stop_limit(&new).as_millis() as u64, Ordering::Relaxed);
+                        note_applied(&diag, &new, &settings);
                         live.apply(new, settings.store(), &health, &status_tx).await;
                     }
                 }
@@ -519,12 +422,10 @@ pub async fn run(
         }
     }
 
-    // Graceful stop: offline status, disconnect, compat key, background tasks. Every step is
-    // best effort within one deadline: whatever is down, the stop ends.
+    // Graceful stop: offline status, disconnect, the queue's last status, background tasks.
+    // Every step is best effort within one deadline: whatever is down, the stop ends.
     let deadline = tokio::time::Instant::now() + TEARDOWN;
-    control_task.abort();
     poll_task.abort();
-    stats_task.abort();
     let shutdown = best_effort(
         deadline,
         "publish the offline status and disconnect",
@@ -539,27 +440,33 @@ pub async fn run(
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         log.close(left.min(Duration::from_secs(1))).await;
     }
+    let _ = status_tx.send(BridgeStatus::Disconnected);
     drop(status_tx);
-    let status = async {
-        match refresher_task.await {
-            Ok(refresher) => refresher.stop(BridgeStatus::Disconnected).await,
-            Err(_) => Ok(()),
-        }
-    };
-    if let Some(Err(e)) = best_effort(deadline, "write the disconnected status key", status).await {
-        warn!(error = %e, "redis: cannot write the final status");
-    }
+    queue.close(deadline).await;
     if let Some(t) = http_task {
         t.abort();
     }
-    best_effort(deadline, "close the Redis connection", redis.quit()).await;
     info!("stopped");
     Ok(())
 }
 
+/// The configuration row in use, for the status row's `applied_fingerprint`.
+fn applied_row(settings: &Settings) -> Option<(i64, String)> {
+    match settings.state() {
+        crate::settings::RowState::Applied { id, updated_at } => Some((*id, updated_at.clone())),
+        _ => None,
+    }
+}
+
+fn note_applied(diag: &std::sync::Mutex<Diagnostics>, cfg: &Config, settings: &Settings) {
+    if let Ok(mut d) = diag.lock() {
+        d.applied(cfg, applied_row(settings), "reload");
+    }
+}
+
 /// Run `fut` (a connect at the start) unless a stop request comes first (`Ok(None)`); a reload
 /// request meanwhile is noted and dropped: the configuration is read again at the next start.
-async fn until_stop<T, E>(
+pub(crate) async fn until_stop<T, E>(
     ctl: &mut mpsc::Receiver<Control>,
     fut: impl Future<Output = Result<T, E>>,
 ) -> Result<Option<T>, E> {
@@ -591,7 +498,7 @@ fn stop_limit(cfg: &Config) -> Duration {
 }
 
 /// Run `fut` until `deadline`; past it, say what was skipped and go on.
-async fn best_effort<T>(
+pub(crate) async fn best_effort<T>(
     deadline: tokio::time::Instant,
     what: &str,
     fut: impl Future<Output = T>,

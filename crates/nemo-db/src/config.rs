@@ -33,6 +33,32 @@ impl Backend {
     }
 }
 
+/// Where the bridge takes its events from: `[nemo] source`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The Redis queue of plugin 1.x (`[redis]`). The default.
+    #[default]
+    Redis,
+    /// The table `nemo_mqtt_mqtt_eventqueue` of plugin 2.x in NEMO's PostgreSQL
+    /// (`database_url`); no Redis is used.
+    Database,
+}
+
+impl Source {
+    /// The name as written in the configuration.
+    ///
+    /// ```
+    /// assert_eq!(nemo_db::Source::Database.as_str(), "database");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Redis => "redis",
+            Source::Database => "database",
+        }
+    }
+}
+
 /// `[nemo]`: read the settings of NEMO's own MQTT configuration page from NEMO's database.
 ///
 /// Empty `database_url` (the default) = off: the bridge uses only its file, environment and
@@ -66,6 +92,13 @@ pub struct NemoConfig {
     /// Keep at most this many rows in the message log (the oldest are deleted); 0 = delete
     /// nothing.
     pub message_log_keep: u64,
+    /// Where events come from: `"redis"` (plugin 1.x, the default) or `"database"` (plugin
+    /// 2.x: the queue table in NEMO's PostgreSQL at `database_url`).
+    pub source: Source,
+    /// With `source = "database"`: delete processed queue rows older than this many days (once
+    /// an hour); 0 (the default) = keep them all, as the plugin does (NEMO's page shows recent
+    /// rows).
+    pub processed_keep_days: u64,
 }
 
 impl Default for NemoConfig {
@@ -76,6 +109,8 @@ impl Default for NemoConfig {
             timeout_s: 5,
             message_log: false,
             message_log_keep: 1_000,
+            source: Source::Redis,
+            processed_keep_days: 0,
         }
     }
 }
@@ -88,6 +123,8 @@ impl std::fmt::Debug for NemoConfig {
             .field("timeout_s", &self.timeout_s)
             .field("message_log", &self.message_log)
             .field("message_log_keep", &self.message_log_keep)
+            .field("source", &self.source)
+            .field("processed_keep_days", &self.processed_keep_days)
             .finish()
     }
 }
@@ -148,6 +185,23 @@ impl NemoConfig {
                 value: format!("{:?}", self.redacted_url()),
                 allowed: "must start with postgres://, postgresql:// or sqlite:// (empty = off)"
                     .into(),
+            });
+        }
+        if self.source == Source::Database && self.backend() != Some(Backend::Postgres) {
+            return Err(NemoConfigError {
+                key: "source",
+                value: "\"database\"".into(),
+                allowed: format!(
+                    "needs nemo.database_url = \"postgres://…\" (the queue of plugin 2.x is a PostgreSQL table); now {:?}",
+                    self.redacted_url()
+                ),
+            });
+        }
+        if self.processed_keep_days > 36_500 {
+            return Err(NemoConfigError {
+                key: "processed_keep_days",
+                value: self.processed_keep_days.to_string(),
+                allowed: "must be in 0..=36500 (0 = keep every row)".into(),
             });
         }
         if self.poll_s > 86_400 {
@@ -231,6 +285,28 @@ mod tests {
                     ..NemoConfig::default()
                 },
                 "nemo.database_url",
+            ),
+            (
+                NemoConfig {
+                    source: Source::Database,
+                    database_url: "sqlite:///srv/nemo.sqlite3".into(),
+                    ..NemoConfig::default()
+                },
+                "nemo.source",
+            ),
+            (
+                NemoConfig {
+                    source: Source::Database,
+                    ..NemoConfig::default()
+                },
+                "nemo.source",
+            ),
+            (
+                NemoConfig {
+                    processed_keep_days: 100_000,
+                    ..NemoConfig::default()
+                },
+                "nemo.processed_keep_days",
             ),
         ] {
             let msg = cfg.validate().unwrap_err().to_string();

@@ -58,6 +58,13 @@ pub enum DbError {
         /// Why, as the database said it.
         reason: String,
     },
+    /// The queue's lock is not held (any more): its connection broke, so another bridge may
+    /// hold it now. The bridge stops publishing and competes for it again.
+    #[error("the lock on the queue in {url} is lost (its connection broke)")]
+    LockLost {
+        /// The URL, password redacted.
+        url: String,
+    },
 }
 
 impl DbError {
@@ -69,7 +76,10 @@ impl DbError {
     /// assert!(e.is_transient());
     /// ```
     pub fn is_transient(&self) -> bool {
-        matches!(self, DbError::Unreachable { .. } | DbError::Timeout { .. })
+        matches!(
+            self,
+            DbError::Unreachable { .. } | DbError::Timeout { .. } | DbError::LockLost { .. }
+        )
     }
 }
 

@@ -41,12 +41,14 @@ mod config;
 mod db;
 mod error;
 mod log;
+pub mod queue;
 mod row;
 
-pub use config::{Backend, NemoConfig, NemoConfigError, redact_database_url};
+pub use config::{Backend, NemoConfig, NemoConfigError, Source, redact_database_url};
 pub use db::NemoDb;
 pub use error::DbError;
 pub use log::{LogEntry, MESSAGE_LOG_TABLE};
+pub use queue::{Listener, QueueDb, QueueLock, TableSource};
 pub use row::{
     CONFIGURATION_TABLE, ConfigurationRow, FILTER_TABLE, FilterRow, NemoSettings, RowError,
 };

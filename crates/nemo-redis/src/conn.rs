@@ -157,7 +157,9 @@ impl Redis {
     /// # Errors
     /// [`RedisError`] when the blocking client cannot connect or the stream
     /// group cannot be created.
-    pub async fn source(&self) -> Result<Box<dyn crate::EventSource>, RedisError> {
+    pub async fn source(
+        &self,
+    ) -> Result<Box<dyn crate::EventSource<Error = RedisError>>, RedisError> {
         Ok(match self.cfg.mode {
             Mode::List => Box::new(crate::ListSource::new(self).await?),
             Mode::Stream => Box::new(crate::StreamSource::new(self).await?),

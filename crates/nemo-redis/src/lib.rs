@@ -102,7 +102,7 @@ pub use lease::{Lease, LeaseKeeper};
 pub use list::ListSource;
 pub use producer::Producer;
 pub use pubsub::PubSubSource;
-#[cfg(any(test, feature = "mock"))]
+#[cfg(feature = "mock")]
 pub use source::MockEventSource;
 pub use source::{Delivery, DeliveryId, EventSource};
 pub use stats::QueueStats;

@@ -336,6 +336,7 @@ impl ListSource {
 
 #[async_trait]
 impl EventSource for ListSource {
+    type Error = RedisError;
     async fn take(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, RedisError> {
         if max == 0 {
             return Ok(Vec::new());

@@ -125,6 +125,7 @@ impl Drop for PubSubSource {
 
 #[async_trait]
 impl EventSource for PubSubSource {
+    type Error = RedisError;
     async fn take(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, RedisError> {
         let mut out = Vec::new();
         if max == 0 {

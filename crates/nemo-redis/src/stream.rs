@@ -329,6 +329,7 @@ impl StreamSource {
 
 #[async_trait]
 impl EventSource for StreamSource {
+    type Error = RedisError;
     async fn take(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, RedisError> {
         if max == 0 {
             return Ok(Vec::new());

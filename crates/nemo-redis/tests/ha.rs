@@ -353,7 +353,10 @@ fn assert_on_node(cluster: &RedisClusterSet, key: &str, owner: u16, len: usize) 
 }
 
 /// Take everything in batches of varying size, ack each batch; returns the items in order.
-async fn drain(src: &mut dyn EventSource, expect: usize) -> Result<Vec<Vec<u8>>, RedisError> {
+async fn drain(
+    src: &mut dyn EventSource<Error = RedisError>,
+    expect: usize,
+) -> Result<Vec<Vec<u8>>, RedisError> {
     let sizes = [1usize, 7, 100, 256, 33];
     let mut seen = Vec::new();
     let mut i = 0;

@@ -1,0 +1,825 @@
+//! The queue of the current NEMO plugin (2.x): the table `nemo_mqtt_mqtt_eventqueue` in NEMO's
+//! PostgreSQL, woken by `pg_notify('nemo_mqtt_events', '<row id>')`.
+//!
+//! # How rows travel
+//!
+//! The plugin inserts one row per event (`processed = false`) and notifies its id. The bridge
+//! holds a PostgreSQL advisory lock ([`QueueLock`]) on one dedicated connection, so exactly one
+//! bridge consumes a queue; a standby waits on the same lock and takes over when the active
+//! bridge's session ends (its process died, or its connection broke).
+//!
+//! [`TableSource`] (the [`EventSource`] of this backend) reads rows **in `id` order**, at most
+//! `max` at a time (never the whole backlog), from a scan position `pos`:
+//!
+//! ```sql
+//! SELECT … FROM nemo_mqtt_mqtt_eventqueue WHERE id > pos AND NOT processed ORDER BY id LIMIT max
+//! ```
+//!
+//! which walks the primary key (the plugin's table has no index on `processed`). A row is set
+//! `processed = true` only in [`ack`](EventSource::ack), after the broker confirmed it, in
+//! order; [`nack`](EventSource::nack) only moves `pos` back (the rows were never marked). Rows
+//! are not deleted: NEMO's page shows the recent ones; deleting old processed rows is opt-in
+//! ([`QueueDb::purge_processed`]).
+//!
+//! All of the source's queries run on the connection that holds the lock: when that connection
+//! breaks, the lock is gone with it, the source says so ([`TableSource::held`] turns `false`)
+//! and no ack of this bridge can reach the table after another bridge took over.
+//!
+//! # Rows that become visible late
+//!
+//! Identity values are handed out at INSERT, rows become visible at COMMIT: a row can appear
+//! after rows with higher ids were already taken. Its NOTIFY (sent at its commit) carries its
+//! id, so the source moves `pos` back to it; and every `rescan` interval it re-reads from where
+//! it stood one interval earlier, for notifications lost while the listener was reconnecting.
+//! Such a row is published when it becomes visible, after rows that committed before it.
+//!
+//! # Dead letters
+//!
+//! A row that cannot be published (not JSON, a bad topic, QoS out of range, …) is set
+//! `processed = true` and recorded in `nemo_mqtt_mqttmessagelog` with `success = false` and the
+//! reason in `error_message`, in one transaction; the reason is also kept for the bridge's
+//! status row (`bridge_diagnostics.last_error`).
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use nemo_source::{Delivery, DeliveryId, EventSource};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _, Row as _};
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::{Backend, NemoConfig};
+use crate::error::{DbError, one_line};
+
+/// The plugin's queue table.
+pub const QUEUE_TABLE: &str = "nemo_mqtt_mqtt_eventqueue";
+/// The plugin's status table, which NEMO's bridge-status view reads.
+pub const STATUS_TABLE: &str = "nemo_mqtt_mqttbridgestatus";
+/// The channel the plugin notifies a new row's id on.
+pub const EVENTS_CHANNEL: &str = "nemo_mqtt_events";
+/// The channel a save of NEMO's MQTT page notifies on (empty payload).
+pub const RELOAD_CHANNEL: &str = "nemo_mqtt_reload";
+
+/// The advisory lock of the queue (`pg_try_advisory_lock(int4, int4)`): "nemo", "mqtt" in
+/// ASCII. Advisory locks are per database, as the queue table is.
+pub const QUEUE_LOCK: (i32, i32) = (0x6E65_6D6F, 0x6D71_7474);
+
+/// At most this many connections for the status row, retention and depth (the source and the
+/// listener have their own).
+const POOL_CONNECTIONS: u32 = 2;
+
+/// Rows deleted per statement by [`QueueDb::purge_processed`].
+const PURGE_BATCH: i64 = 5_000;
+
+const TAKE_SQL: &str = "SELECT CAST(id AS BIGINT) AS id, topic, payload, CAST(qos AS BIGINT) AS qos, \
+     retain, CAST(EXTRACT(EPOCH FROM created_at) AS DOUBLE PRECISION) AS ts \
+     FROM nemo_mqtt_mqtt_eventqueue WHERE id > $1 AND NOT processed ORDER BY id LIMIT $2";
+
+const TAKE_EXCLUDING_SQL: &str = "SELECT CAST(id AS BIGINT) AS id, topic, payload, \
+     CAST(qos AS BIGINT) AS qos, retain, \
+     CAST(EXTRACT(EPOCH FROM created_at) AS DOUBLE PRECISION) AS ts \
+     FROM nemo_mqtt_mqtt_eventqueue WHERE id > $1 AND NOT processed AND id <> ALL($3) \
+     ORDER BY id LIMIT $2";
+
+const ACK_SQL: &str =
+    "UPDATE nemo_mqtt_mqtt_eventqueue SET processed = true WHERE id = ANY($1) AND NOT processed";
+
+const DEAD_LOG_SQL: &str = "INSERT INTO nemo_mqtt_mqttmessagelog \
+     (topic, payload, qos, retained, success, error_message, sent_at) \
+     SELECT topic, payload, qos, retain, false, $2, now() FROM nemo_mqtt_mqtt_eventqueue WHERE id = $1";
+
+const START_SQL: &str = "SELECT CAST(min(id) AS BIGINT) AS first_unprocessed, \
+     (SELECT CAST(max(id) AS BIGINT) FROM nemo_mqtt_mqtt_eventqueue) AS last \
+     FROM nemo_mqtt_mqtt_eventqueue WHERE NOT processed";
+
+const PENDING_SQL: &str =
+    "SELECT count(*) FROM nemo_mqtt_mqtt_eventqueue WHERE id > $1 AND NOT processed";
+
+const STATUS_SQL: &str = "INSERT INTO nemo_mqtt_mqttbridgestatus \
+     (key, status, updated_at, last_heartbeat, bridge_diagnostics) \
+     VALUES ('default', $1, now(), now(), CAST($2 AS JSONB)) \
+     ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, \
+     last_heartbeat = EXCLUDED.last_heartbeat, bridge_diagnostics = EXCLUDED.bridge_diagnostics";
+
+const PURGE_SQL: &str = "DELETE FROM nemo_mqtt_mqtt_eventqueue WHERE id IN (SELECT id FROM \
+     nemo_mqtt_mqtt_eventqueue WHERE processed AND created_at < now() - make_interval(secs => $1) \
+     ORDER BY id LIMIT $2)";
+
+/// NEMO's PostgreSQL as the queue of plugin 2.x: the factory of the lock, the source, the
+/// listener, and the status row's writer. Opening does no I/O.
+///
+/// ```
+/// use nemo_db::{NemoConfig, QueueDb};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cfg = NemoConfig { database_url: "sqlite:///srv/nemo.sqlite3".into(), ..Default::default() };
+/// let e = QueueDb::open(&cfg).unwrap_err();
+/// assert!(e.to_string().contains("the queue of plugin 2.x needs PostgreSQL"), "{e}");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct QueueDb {
+    opts: PgConnectOptions,
+    pool: PgPool,
+    url: String,
+    timeout: Duration,
+    rescan: Duration,
+}
+
+impl QueueDb {
+    /// Open (lazily) the queue in the PostgreSQL database of `cfg.database_url`. Must be called
+    /// inside a Tokio runtime. `cfg.poll_s` is also the rescan interval (at least 1 s).
+    ///
+    /// # Errors
+    /// [`DbError::Url`] when the URL is empty, not PostgreSQL, or cannot be parsed.
+    pub fn open(cfg: &NemoConfig) -> Result<QueueDb, DbError> {
+        let url = cfg.redacted_url();
+        let bad = |reason: String| DbError::Url {
+            url: url.clone(),
+            reason,
+        };
+        let raw = cfg.database_url.trim();
+        if Backend::of_url(raw) != Some(Backend::Postgres) {
+            return Err(bad(
+                "the queue of plugin 2.x needs PostgreSQL (postgres:// or postgresql://)".into(),
+            ));
+        }
+        let opts = PgConnectOptions::from_str(raw)
+            .map_err(|e| bad(one_line(&e)))?
+            .application_name("nemo-bridge");
+        let timeout = cfg.timeout();
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(timeout)
+            .idle_timeout(Duration::from_secs(120))
+            .connect_lazy_with(opts.clone());
+        Ok(QueueDb {
+            opts,
+            pool,
+            url,
+            timeout,
+            rescan: Duration::from_secs(cfg.poll_s.max(1)),
+        })
+    }
+
+    /// The URL, password redacted.
+    pub fn redacted_url(&self) -> &str {
+        &self.url
+    }
+
+    /// Start listening on [`EVENTS_CHANNEL`] and [`RELOAD_CHANNEL`] in a background task that
+    /// reconnects (with backoff) for as long as the returned [`Listener`] lives.
+    pub fn listen(&self) -> Listener {
+        let wake = Arc::new(Wake::default());
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        let (up_tx, up_rx) = watch::channel(false);
+        let task = tokio::spawn(listen_loop(
+            self.opts.clone(),
+            self.url.clone(),
+            wake.clone(),
+            reload_tx,
+            up_tx,
+        ));
+        Listener {
+            wake,
+            reload: reload_rx,
+            up: up_rx,
+            task,
+        }
+    }
+
+    /// The queue's single-consumer lock (not yet taken).
+    pub fn lock(&self) -> QueueLock {
+        QueueLock {
+            db: self.clone(),
+            conn: None,
+        }
+    }
+
+    /// Upsert the status row (`key = 'default'`): `status`, `last_heartbeat = now()`,
+    /// `bridge_diagnostics` (a JSON object; it must hold no secret).
+    ///
+    /// # Errors
+    /// [`DbError`] when the database cannot be reached or the table is missing.
+    pub async fn write_status(
+        &self,
+        status: &str,
+        diagnostics: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        let q = sqlx::query(STATUS_SQL)
+            .bind(status)
+            .bind(diagnostics.to_string())
+            .execute(&self.pool);
+        self.bounded(STATUS_TABLE, q).await.map(drop)
+    }
+
+    /// Rows not yet processed with an id above `floor` (see [`TableSource::floor`]); a range
+    /// scan of the primary key, not of the whole table.
+    ///
+    /// # Errors
+    /// [`DbError`] when the database cannot be reached.
+    pub async fn pending(&self, floor: i64) -> Result<u64, DbError> {
+        let q = sqlx::query_scalar::<_, i64>(PENDING_SQL)
+            .bind(floor)
+            .fetch_one(&self.pool);
+        self.bounded(QUEUE_TABLE, q)
+            .await
+            .map(|n| u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Delete processed rows created more than `older_than` ago, oldest first, in batches of
+    /// 5,000; unprocessed rows are never deleted. Returns how many rows went.
+    ///
+    /// # Errors
+    /// [`DbError`] when the database cannot be reached or refuses the delete.
+    pub async fn purge_processed(&self, older_than: Duration) -> Result<u64, DbError> {
+        let mut total = 0;
+        loop {
+            let q = sqlx::query(PURGE_SQL)
+                .bind(older_than.as_secs_f64())
+                .bind(PURGE_BATCH)
+                .execute(&self.pool);
+            let n = self.bounded(QUEUE_TABLE, q).await?.rows_affected();
+            total += n;
+            if n < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Close the pool (bounded by the timeout).
+    pub async fn close(&self) {
+        let _ = tokio::time::timeout(self.timeout, self.pool.close()).await;
+    }
+
+    async fn bounded<T>(
+        &self,
+        table: &'static str,
+        fut: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, DbError> {
+        match tokio::time::timeout(self.timeout + Duration::from_millis(500), fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(crate::db::classify(&self.url, table, e)),
+            Err(_) => Err(DbError::Timeout {
+                url: self.url.clone(),
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+}
+
+/// What the listener tells the source: new rows (with the ids notified since the last look)
+/// and whether notifications may have been lost.
+#[derive(Debug, Default)]
+pub struct Wake {
+    notify: Notify,
+    ids: Mutex<WakeState>,
+}
+
+#[derive(Debug, Default)]
+struct WakeState {
+    lowest: Option<i64>,
+    lost: bool,
+}
+
+impl Wake {
+    fn rows(&self, id: Option<i64>) {
+        if let Ok(mut s) = self.ids.lock() {
+            match id {
+                Some(id) => s.lowest = Some(s.lowest.map_or(id, |l| l.min(id))),
+                None => s.lost = true,
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// The lowest id notified since the last call, and whether notifications may have been
+    /// lost meanwhile (the listener reconnected).
+    fn take(&self) -> (Option<i64>, bool) {
+        match self.ids.lock() {
+            Ok(mut s) => (s.lowest.take(), std::mem::take(&mut s.lost)),
+            Err(_) => (None, true),
+        }
+    }
+}
+
+/// The background `LISTEN` on both channels; stops when dropped.
+#[derive(Debug)]
+pub struct Listener {
+    wake: Arc<Wake>,
+    reload: mpsc::Receiver<()>,
+    up: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// The next `NOTIFY nemo_mqtt_reload` (a save of NEMO's MQTT page); `None` never happens
+    /// while the listener lives.
+    pub async fn reload(&mut self) -> Option<()> {
+        self.reload.recv().await
+    }
+
+    /// True while the listening connection is up (notifications arrive).
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// The wake-up handle a [`TableSource`] waits on.
+    pub fn wake(&self) -> Arc<Wake> {
+        self.wake.clone()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn listen_loop(
+    opts: PgConnectOptions,
+    url: String,
+    wake: Arc<Wake>,
+    reload: mpsc::Sender<()>,
+    up: watch::Sender<bool>,
+) {
+    let mut delay = Duration::from_millis(100);
+    let mut failing = false;
+    loop {
+        // A pool of one, used only by the listener (PgListener reconnects through it).
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(opts.clone());
+        let started = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen_all([EVENTS_CHANNEL, RELOAD_CHANNEL]).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = match started.await {
+            Ok(l) => l,
+            Err(e) => {
+                if !failing {
+                    warn!(url = %url, error = %one_line(&e), "database: cannot LISTEN for new rows; polling meanwhile, retrying");
+                    failing = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if failing {
+            info!(url = %url, "database: listening for new rows again");
+        } else {
+            debug!(url = %url, "database: listening on {EVENTS_CHANNEL} and {RELOAD_CHANNEL}");
+        }
+        delay = Duration::from_millis(100);
+        let _ = up.send(true);
+        // Rows may have been inserted while nobody listened: look once.
+        wake.rows(None);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) if n.channel() == EVENTS_CHANNEL => {
+                    wake.rows(n.payload().trim().parse::<i64>().ok());
+                }
+                Ok(Some(n)) if n.channel() == RELOAD_CHANNEL => {
+                    // Several saves in a row make one reload: the channel holds a few.
+                    let _ = reload.try_send(());
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // Lost and re-established: what was notified meanwhile is gone.
+                    warn!(url = %url, "database: the LISTEN connection was lost; reconnected, looking for rows");
+                    wake.rows(None);
+                }
+                Err(e) => {
+                    let _ = up.send(false);
+                    warn!(url = %url, error = %one_line(&e), "database: LISTEN failed; polling meanwhile, reconnecting");
+                    failing = true;
+                    break;
+                }
+            }
+        }
+        pool.close().await;
+    }
+}
+
+/// What a [`TableSource`] reports while it runs, shared with the status row's writer.
+#[derive(Debug, Clone, Default)]
+pub struct SourceShared {
+    /// Every row at or below this id is processed or in flight (for [`QueueDb::pending`]).
+    pub floor: Arc<AtomicI64>,
+    /// The latest dead letter: `row <id>: <reason>`.
+    pub last_error: Arc<Mutex<Option<String>>>,
+}
+
+/// The queue's single-consumer lock: a session-level advisory lock on a dedicated connection.
+/// A standby calls [`try_acquire`](Self::try_acquire) until it wins.
+#[derive(Debug)]
+pub struct QueueLock {
+    db: QueueDb,
+    conn: Option<PgConnection>,
+}
+
+impl QueueLock {
+    /// Try to take the lock (connecting first if needed): `Ok(true)` when this process holds it.
+    ///
+    /// # Errors
+    /// [`DbError`] when the database cannot be reached.
+    pub async fn try_acquire(&mut self) -> Result<bool, DbError> {
+        if self.conn.is_none() {
+            let connect = self.db.opts.connect();
+            let conn = self.db.bounded(QUEUE_TABLE, connect).await?;
+            self.conn = Some(conn);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(false);
+        };
+        let q = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(QUEUE_LOCK.0)
+            .bind(QUEUE_LOCK.1)
+            .fetch_one(conn);
+        match self.db.bounded(QUEUE_TABLE, q).await {
+            Ok(won) => Ok(won),
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The source that consumes the queue under this lock, woken by `wake`, reporting into
+    /// `shared`.
+    ///
+    /// # Errors
+    /// [`DbError::LockLost`] when the lock is not held ([`try_acquire`](Self::try_acquire) did
+    /// not return `true`).
+    pub fn into_source(
+        self,
+        wake: Arc<Wake>,
+        shared: SourceShared,
+    ) -> Result<TableSource, DbError> {
+        let Some(conn) = self.conn else {
+            return Err(DbError::LockLost {
+                url: self.db.url.clone(),
+            });
+        };
+        let (held, _) = watch::channel(true);
+        Ok(TableSource {
+            rescan_every: self.db.rescan,
+            db: self.db,
+            conn: Some(conn),
+            pos: None,
+            high: 0,
+            inflight: BTreeSet::new(),
+            wake,
+            held,
+            shared,
+            rescan_from: None,
+            next_rescan: tokio::time::Instant::now(),
+        })
+    }
+}
+
+/// The [`EventSource`] over `nemo_mqtt_mqtt_eventqueue` (see the [module docs](self)).
+#[derive(Debug)]
+pub struct TableSource {
+    db: QueueDb,
+    conn: Option<PgConnection>,
+    /// Scan position: the next take reads ids above it. `None` until the first take.
+    pos: Option<i64>,
+    /// The highest id handed out so far.
+    high: i64,
+    inflight: BTreeSet<i64>,
+    wake: Arc<Wake>,
+    held: watch::Sender<bool>,
+    shared: SourceShared,
+    rescan_every: Duration,
+    rescan_from: Option<i64>,
+    next_rescan: tokio::time::Instant,
+}
+
+struct Taken {
+    id: i64,
+    topic: String,
+    payload: String,
+    qos: i64,
+    retain: bool,
+    ts: f64,
+}
+
+impl TableSource {
+    /// `true` while this source holds the queue's lock; turns `false` (for good) when its
+    /// connection broke: stop publishing, the lock may already be another bridge's.
+    pub fn held(&self) -> watch::Receiver<bool> {
+        self.held.subscribe()
+    }
+
+    /// Release the lock and close the connection (bounded by the timeout). Unacked rows stay
+    /// unprocessed: the next consumer publishes them first.
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlock = async {
+                let _ = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                    .bind(QUEUE_LOCK.0)
+                    .bind(QUEUE_LOCK.1)
+                    .execute(&mut conn)
+                    .await;
+                conn.close().await
+            };
+            let _ = tokio::time::timeout(self.db.timeout, unlock).await;
+        }
+        let _ = self.held.send(false);
+    }
+
+    fn lost(&mut self, e: DbError) -> DbError {
+        // Any failure on the lock's connection may mean the session (and the lock) is gone:
+        // drop the connection; the bridge stops and competes for the lock again.
+        if self.conn.take().is_some() {
+            warn!(error = %e, "database: the queue connection failed; the lock is given up");
+        }
+        let _ = self.held.send(false);
+        e
+    }
+
+    fn conn(&mut self) -> Result<&mut PgConnection, DbError> {
+        match self.conn.as_mut() {
+            Some(c) => Ok(c),
+            None => Err(DbError::LockLost {
+                url: self.db.url.clone(),
+            }),
+        }
+    }
+
+    fn publish_floor(&self) {
+        let floor = match (self.inflight.first(), self.pos) {
+            (Some(first), _) => first - 1,
+            (None, Some(pos)) => pos,
+            (None, None) => 0,
+        };
+        self.shared.floor.store(floor, Ordering::Relaxed);
+    }
+
+    /// Where the scan starts at the first take: before the oldest unprocessed row.
+    async fn start_position(&mut self) -> Result<i64, DbError> {
+        let db = self.db.clone();
+        let conn = self.conn()?;
+        let q = sqlx::query(START_SQL).fetch_one(conn);
+        let row = db.bounded(QUEUE_TABLE, q).await;
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => return Err(self.lost(e)),
+        };
+        let first: Option<i64> = row.try_get("first_unprocessed").ok().flatten();
+        let last: Option<i64> = row.try_get("last").ok().flatten();
+        let pos = match (first, last) {
+            (Some(f), _) => f - 1,
+            (None, Some(l)) => l,
+            (None, None) => 0,
+        };
+        info!(
+            first_unprocessed = first,
+            "database: queue opened; publishing from row {}",
+            pos + 1
+        );
+        Ok(pos)
+    }
+
+    async fn fetch(&mut self, max: usize) -> Result<Vec<Delivery>, DbError> {
+        let pos = match self.pos {
+            Some(p) => p,
+            None => {
+                let p = self.start_position().await?;
+                self.pos = Some(p);
+                self.rescan_from = Some(p);
+                self.next_rescan = tokio::time::Instant::now() + self.rescan_every;
+                p
+            }
+        };
+        // A notified id at or below the position: a row that committed late. Notifications
+        // lost while the listener reconnected, and the periodic rescan, look back further.
+        let (lowest, lost) = self.wake.take();
+        let mut from = pos;
+        if let Some(id) = lowest
+            && id <= pos
+            && !self.inflight.contains(&id)
+        {
+            from = from.min(id - 1);
+        }
+        let now = tokio::time::Instant::now();
+        if lost || now >= self.next_rescan {
+            if let Some(r) = self.rescan_from {
+                from = from.min(r);
+            }
+            self.rescan_from = Some(pos);
+            self.next_rescan = now + self.rescan_every;
+        }
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let excluding = self.inflight.last().is_some_and(|last| *last > from);
+        let db = self.db.clone();
+        let inflight: Vec<i64> = if excluding {
+            self.inflight.iter().copied().collect()
+        } else {
+            Vec::new()
+        };
+        let conn = self.conn()?;
+        let rows = if excluding {
+            let q = sqlx::query(TAKE_EXCLUDING_SQL)
+                .bind(from)
+                .bind(limit)
+                .bind(inflight)
+                .fetch_all(conn);
+            db.bounded(QUEUE_TABLE, q).await
+        } else {
+            let q = sqlx::query(TAKE_SQL).bind(from).bind(limit).fetch_all(conn);
+            db.bounded(QUEUE_TABLE, q).await
+        };
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => return Err(self.lost(e)),
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let taken = Taken {
+                id: row.try_get("id").map_err(|e| self.decode(e))?,
+                topic: row.try_get("topic").map_err(|e| self.decode(e))?,
+                payload: row.try_get("payload").map_err(|e| self.decode(e))?,
+                qos: row.try_get("qos").map_err(|e| self.decode(e))?,
+                retain: row.try_get("retain").map_err(|e| self.decode(e))?,
+                ts: row.try_get("ts").map_err(|e| self.decode(e))?,
+            };
+            // Handed out before by this source (given back by a nack, or found again).
+            let redelivered = taken.id <= self.high;
+            self.high = self.high.max(taken.id);
+            self.inflight.insert(taken.id);
+            out.push(Delivery {
+                id: DeliveryId::Row(taken.id),
+                raw: queue_item(&taken),
+                redelivered,
+            });
+        }
+        // Continue after the last row read. A full batch may have stopped inside a look back
+        // (then the rest of it comes next); otherwise the scan reached the end of the table.
+        if let Some(Delivery {
+            id: DeliveryId::Row(last),
+            ..
+        }) = out.last()
+        {
+            self.pos = Some(if out.len() == max {
+                *last
+            } else {
+                pos.max(*last)
+            });
+        }
+        self.publish_floor();
+        Ok(out)
+    }
+
+    fn decode(&self, e: sqlx::Error) -> DbError {
+        DbError::Query {
+            table: QUEUE_TABLE,
+            url: self.db.url.clone(),
+            reason: one_line(&e),
+        }
+    }
+}
+
+/// A row as a queue item of plugin 1.x, so that one preparer serves both generations: the
+/// row's `payload` string goes into the item's `payload` member unchanged (JSON-escaped here,
+/// byte for byte again when the preparer reads it).
+fn queue_item(row: &Taken) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Item<'a> {
+        topic: &'a str,
+        payload: &'a str,
+        qos: i64,
+        retain: bool,
+        timestamp: f64,
+    }
+    let item = Item {
+        topic: &row.topic,
+        payload: &row.payload,
+        qos: row.qos,
+        retain: row.retain,
+        timestamp: row.ts,
+    };
+    // Serializing strings, integers, a bool and a finite float cannot fail; an infinite
+    // timestamp (PostgreSQL's 'infinity') becomes null.
+    Bytes::from(serde_json::to_vec(&item).unwrap_or_default())
+}
+
+fn row_ids(deliveries: &[Delivery]) -> Vec<i64> {
+    deliveries
+        .iter()
+        .filter_map(|d| match d.id {
+            DeliveryId::Row(id) => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl EventSource for TableSource {
+    type Error = DbError;
+
+    async fn take(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, DbError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let got = self.fetch(max).await?;
+        if !got.is_empty() || wait < Duration::from_millis(1) {
+            return Ok(got);
+        }
+        // Nothing yet: wait for a notification (or the end of `wait`), then look once more.
+        let wake = self.wake.clone();
+        if tokio::time::timeout(wait, wake.notify.notified())
+            .await
+            .is_err()
+        {
+            return Ok(got);
+        }
+        self.fetch(max).await
+    }
+
+    async fn ack(&mut self, deliveries: &[Delivery]) -> Result<(), DbError> {
+        let ids = row_ids(deliveries);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        let conn = self.conn()?;
+        let q = sqlx::query(ACK_SQL).bind(&ids).execute(conn);
+        if let Err(e) = db.bounded(QUEUE_TABLE, q).await {
+            return Err(self.lost(e));
+        }
+        for id in ids {
+            self.inflight.remove(&id);
+        }
+        self.publish_floor();
+        Ok(())
+    }
+
+    async fn nack(&mut self, deliveries: &[Delivery]) -> Result<(), DbError> {
+        // Nothing to write: the rows were never marked. Read them again first.
+        let ids = row_ids(deliveries);
+        if let Some(first) = ids.iter().min() {
+            self.pos = Some(self.pos.map_or(first - 1, |p| p.min(first - 1)));
+        }
+        for id in ids {
+            self.inflight.remove(&id);
+        }
+        self.publish_floor();
+        Ok(())
+    }
+
+    async fn dead_letter(&mut self, delivery: &Delivery, error: &str) -> Result<(), DbError> {
+        let DeliveryId::Row(id) = delivery.id else {
+            return Ok(());
+        };
+        let db = self.db.clone();
+        let conn = self.conn()?;
+        let write = async {
+            let mut tx = conn.begin().await?;
+            let logged = sqlx::query(DEAD_LOG_SQL)
+                .bind(id)
+                .bind(error)
+                .execute(&mut *tx)
+                .await;
+            // A missing or read-only message log must not block the queue: the reason is
+            // still logged and kept for the status row.
+            let logged = match logged {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    tx.rollback().await?;
+                    tx = conn.begin().await?;
+                    Err(one_line(&e))
+                }
+            };
+            sqlx::query(ACK_SQL)
+                .bind(vec![id])
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(logged)
+        };
+        match db.bounded(QUEUE_TABLE, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                warn!(row = id, error = %why, "database: dead letter not recorded in the message log; the row is marked processed")
+            }
+            Err(e) => return Err(self.lost(e)),
+        }
+        self.inflight.remove(&id);
+        if let Ok(mut last) = self.shared.last_error.lock() {
+            *last = Some(format!("row {id}: {error}"));
+        }
+        self.publish_floor();
+        Ok(())
+    }
+}
