@@ -24,6 +24,22 @@ impl NemoDatabase {
         NemoDatabase::Postgres(Box::new(pg))
     }
 
+    /// NEMO's PostgreSQL with the tables of plugin 2.x (the queue table, the status row).
+    pub fn postgres_v2() -> NemoDatabase {
+        let pg = PostgresServer::start().unwrap();
+        pg.psql_file(fixtures_dir().join("nemo-plugin-schema/v2-postgresql.sql"))
+            .unwrap();
+        NemoDatabase::Postgres(Box::new(pg))
+    }
+
+    /// The PostgreSQL server (panics for SQLite).
+    pub fn server(&mut self) -> &mut PostgresServer {
+        match self {
+            NemoDatabase::Postgres(pg) => pg,
+            NemoDatabase::Sqlite(_) => panic!("not a server"),
+        }
+    }
+
     pub fn sqlite() -> NemoDatabase {
         let dir = tempfile::tempdir().unwrap();
         let db = NemoDatabase::Sqlite(dir);
@@ -136,4 +152,92 @@ impl NemoDatabase {
              hmac_secret_key = '{key}', updated_at = CURRENT_TIMESTAMP WHERE id = 1"
         ));
     }
+}
+
+/// The plugin 2.x producer: `MQTTEventQueue.objects.create(...)`, then
+/// `SELECT pg_notify('nemo_mqtt_events', '<id>')`, each committed on its own (Django autocommit),
+/// on its own connection (NEMO's web process). It reconnects when the server went away.
+pub struct PluginQueue {
+    url: String,
+    conn: Option<sqlx::postgres::PgConnection>,
+}
+
+impl PluginQueue {
+    pub async fn connect(url: &str) -> PluginQueue {
+        let mut q = PluginQueue {
+            url: url.to_string(),
+            conn: None,
+        };
+        q.ensure().await.unwrap();
+        q
+    }
+
+    async fn ensure(&mut self) -> Result<&mut sqlx::postgres::PgConnection, sqlx::Error> {
+        use sqlx::Connection as _;
+        if self.conn.is_none() {
+            self.conn = Some(sqlx::postgres::PgConnection::connect(&self.url).await?);
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+
+    /// Queue one event with the plugin's SQL; `Err` when the database is down (the plugin's
+    /// `publish_event` returns False then; the test retries, as NEMO's next save would not).
+    pub async fn publish(&mut self, topic: &str, payload: &str) -> Result<i64, sqlx::Error> {
+        let r = async {
+            let conn = self.ensure().await?;
+            let id: i32 = sqlx::query_scalar(
+                "INSERT INTO nemo_mqtt_mqtt_eventqueue (topic, payload, qos, retain, processed, \
+                 created_at) VALUES ($1, $2, 1, false, false, now()) RETURNING id",
+            )
+            .bind(topic)
+            .bind(payload)
+            .fetch_one(&mut *conn)
+            .await?;
+            sqlx::query("SELECT pg_notify('nemo_mqtt_events', $1)")
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            Ok(i64::from(id))
+        }
+        .await;
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
+    }
+
+    /// Queue event `seq` for tool `seq % 8`, retrying until the database takes it.
+    pub async fn publish_seq(&mut self, seq: usize) -> i64 {
+        let payload = format!(
+            "{{\"event\": \"tool_enabled\", \"tool_id\": {}, \"seq\": {seq}}}",
+            seq % 8
+        );
+        let topic = format!("nemo/tools/{}/enabled", seq % 8);
+        loop {
+            match self.publish(&topic, &payload).await {
+                Ok(id) => return id,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+/// A bridge config for the queue of plugin 2.x: no `[redis]` at all.
+pub fn table_config(
+    dir: &std::path::Path,
+    name: &str,
+    db_url: &str,
+    broker_url: &str,
+    http: u16,
+    extra: &str,
+) -> PathBuf {
+    let path = dir.join(name);
+    let text = format!(
+        "[nemo]\nsource = \"database\"\ndatabase_url = \"{db_url}\"\npoll_s = 5\ntimeout_s = 2\n\n\
+         [mqtt]\nurl = \"{broker_url}\"\nclient_id = \"bridge-{name}\"\n\n\
+         [status]\ntopic = \"test/bridge/status\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+         [shutdown]\ndrain_timeout_s = 5\n\n[backoff]\ninitial_ms = 50\nmax_ms = 500\n{extra}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
 }

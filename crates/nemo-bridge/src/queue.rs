@@ -202,12 +202,9 @@ impl Queue {
                     warn!("lease: no answer from Redis; it lapses after its TTL");
                 }
             }
-            Held::Table => {
-                // Dropping the source closed its connection: the session's lock went with it.
-                if let Queue::Table(q) = self {
-                    let _ = q.active.send(false);
-                }
-            }
+            // Dropping the source closed its connection: the session's lock went with it.
+            // The bridge stays "active" for the status row until `close` writes the last one.
+            Held::Table => {}
         }
     }
 
@@ -251,6 +248,8 @@ impl Queue {
             Queue::Table(q) => {
                 q.reload_task.abort();
                 q.status_task.abort();
+                // Let an aborted heartbeat end before the last status is written.
+                let _ = q.status_task.await;
                 if let Some(t) = q.purge_task {
                     t.abort();
                 }
