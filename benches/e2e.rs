@@ -16,7 +16,11 @@
 //!    push time, p50/p99/max;
 //! 4. **memory** — peak RSS of the bridge during the drain and under a
 //!    1,000,000-item backlog (sampled as it drains, to show it stays flat);
-//! 5. **recovery** — time from a broker restart to the first confirmed publish.
+//! 5. **recovery** — time from a broker restart to the first confirmed publish;
+//! 6. **table** — the queue of plugin 2.x in PostgreSQL: drain of a 10,000-row backlog (and
+//!    the plugin's own Python bridge on the same rows, when set up), memory under a
+//!    1,000,000-row backlog, latency from INSERT + NOTIFY at 100/s (see `e2e/table.rs`;
+//!    `NEMO_BENCH_ONLY=table` runs only this, `NEMO_BENCH_TABLE=0` skips it).
 //!
 //! Results also go to `target/bench-results/e2e-<unix time>.json`, with the
 //! machine described, so runs can be compared over time.
@@ -34,6 +38,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fred::prelude::*;
 use nemo_testkit::{Mosquitto, RedisServer, bench_item as item, cpu_seconds, rss_kib};
 use paho_mqtt as mqtt;
+
+#[path = "e2e/table.rs"]
+mod table;
 
 const KEY: &str = "nemo_mqtt_events";
 const PROCESSING: &str = "{nemo_mqtt_events}:processing";
@@ -166,28 +173,32 @@ struct Bridge {
     log: PathBuf,
 }
 
+/// Spawn the bridge binary (`NEMO_BENCH_BRIDGE=<path>` runs another build of it, for
+/// before/after comparisons) on `config`, logging to its log file.
+fn spawn_bridge(config: &BridgeConfig) -> Res<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&config.log)?;
+    let program = std::env::var_os("NEMO_BENCH_BRIDGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bridge")));
+    Ok(Command::new(program)
+        .arg("--config")
+        .arg(&config.path)
+        .env(
+            "RUST_LOG",
+            std::env::var("NEMO_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?)
+}
+
 impl Bridge {
     fn start(config: &BridgeConfig) -> Res<Self> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.log)?;
-        // NEMO_BENCH_BRIDGE=<path> runs another build of the bridge (before/after comparisons).
-        let program = std::env::var_os("NEMO_BENCH_BRIDGE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bridge")));
-        let child = Command::new(program)
-            .arg("--config")
-            .arg(&config.path)
-            .env(
-                "RUST_LOG",
-                std::env::var("NEMO_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
         Ok(Self {
-            child,
+            child: spawn_bridge(config)?,
             http_port: config.http_port,
             log: config.log.clone(),
         })
@@ -614,6 +625,7 @@ struct Latency {
     rate: usize,
     p50_ms: f64,
     p99_ms: f64,
+    p999_ms: f64,
     max_ms: f64,
     n: usize,
 }
@@ -631,7 +643,7 @@ async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Re
     counter
         .wait_for(total as u64, Duration::from_secs(60))
         .await;
-    let mut lat = counter.latencies.lock().unwrap().clone();
+    let lat = counter.latencies.lock().unwrap().clone();
     if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
         // In arrival order, for looking at stalls.
         let path = std::env::temp_dir().join(format!("nemo-bench-latency-{rate}.txt"));
@@ -642,6 +654,11 @@ async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Re
             path.display()
         );
     }
+    Ok(summarize(rate, lat))
+}
+
+/// Percentiles of latencies in ns (nearest rank), in ms.
+fn summarize(rate: usize, mut lat: Vec<u64>) -> Latency {
     lat.sort_unstable();
     let pct = |p: f64| {
         if lat.is_empty() {
@@ -649,13 +666,14 @@ async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Re
         }
         lat[((lat.len() - 1) as f64 * p).round() as usize] as f64 / 1e6
     };
-    Ok(Latency {
+    Latency {
         rate,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
+        p999_ms: pct(0.999),
         max_ms: pct(1.0),
         n: lat.len(),
-    })
+    }
 }
 
 /// Step 5: the time from a broker restart to the first confirmed publish, seen
@@ -742,6 +760,19 @@ async fn main() -> Res<()> {
             .trim()
     );
 
+    // NEMO_BENCH_ONLY=table: only section 6 (the queue of plugin 2.x).
+    if std::env::var("NEMO_BENCH_ONLY").as_deref() == Ok("table") {
+        let t = table::run(&broker, &counter, dir.path()).await?;
+        println!("\n{}", t.rows());
+        let json = serde_json::json!({
+            "when_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "machine": machine(),
+            "table": t.json(),
+            "load_avg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        });
+        return write_results(&json);
+    }
+
     let payloads: Vec<(String, String)> = (0..n)
         .map(|s| {
             let tool = [1, 7, 12, 23, 42][s % 5];
@@ -798,6 +829,12 @@ async fn main() -> Res<()> {
 
     eprintln!("5/5 recovery after a broker restart");
     let recovery_s = recovery(&redis, &mut broker, dir.path()).await?;
+
+    let table6 = if env_usize("NEMO_BENCH_TABLE", 1) > 0 {
+        Some(table::run(&broker, &counter, dir.path()).await?)
+    } else {
+        None
+    };
 
     // Report.
     let mut table = String::new();
@@ -941,6 +978,9 @@ async fn main() -> Res<()> {
         format!("recovery: restart -> 1st confirm (backoff {RECOVERY_BACKOFF_MS}ms)"),
         recovery_s
     );
+    if let Some(t) = &table6 {
+        table.push_str(&t.rows());
+    }
     println!("{table}");
 
     let stream_rate = stream.as_ref().map(|s| s.events_per_s).unwrap_or(0.0);
@@ -974,8 +1014,17 @@ async fn main() -> Res<()> {
         "rss_samples_backlog_kib": big.as_ref().map(|b| b.samples_kib.clone()),
         "recovery_s": recovery_s,
         "recovery_backoff_ms": RECOVERY_BACKOFF_MS,
+        "table": table6.as_ref().map(table::TableReport::json),
         "load_avg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
     });
+    if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
+        let _ = dir.keep();
+    }
+    write_results(&json)
+}
+
+/// Write the results file `target/bench-results/e2e-<unix time>.json`.
+fn write_results(json: &serde_json::Value) -> Res<()> {
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
     std::fs::create_dir_all(&out_dir)?;
     let out = out_dir.join(format!(
@@ -985,10 +1034,7 @@ async fn main() -> Res<()> {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     ));
-    std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(&out, serde_json::to_string_pretty(json)?)?;
     println!("results: {}", out.display());
-    if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
-        let _ = dir.keep();
-    }
     Ok(())
 }

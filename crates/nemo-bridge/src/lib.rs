@@ -7,12 +7,13 @@
 //!
 //! The delivery contract (at-least-once, FIFO, bounded memory, republish right after a
 //! reconnect) lives in [`pipeline::Pipeline`], which is generic over the source seam
-//! ([`nemo_redis::EventSource`]) and the sink seam ([`nemo_mqtt::EventSink`]). It never sees
-//! Redis or paho, so every ordering and failure case is unit-tested with fakes and mocks in
-//! milliseconds; the lifecycle ([`run()`]) only wires real connections, the lease, signals and
-//! status around it. Items leave Redis only through `ack` after the broker confirmed them, in
-//! source order: a crash at any instant loses nothing, and at most the in-flight window is
-//! published twice.
+//! ([`nemo_source::EventSource`]) and the sink seam ([`nemo_mqtt::EventSink`]). It never sees
+//! Redis, PostgreSQL or paho, so every ordering and failure case is unit-tested with fakes and
+//! mocks in milliseconds; the lifecycle ([`run()`]) only wires real connections, the
+//! single-active lock, signals and status around it ([`queue`] holds the Redis queue of plugin
+//! 1.x or the PostgreSQL table of plugin 2.x behind one type). Items leave the queue only
+//! through `ack` after the broker confirmed them, in source order: a crash at any instant loses
+//! nothing, and at most the in-flight window is published twice.
 //!
 //! ```
 //! let cfg = nemo_bridge::config::Config::default();

@@ -67,6 +67,10 @@ pub const RELOAD_CHANNEL: &str = "nemo_mqtt_reload";
 
 /// The advisory lock of the queue (`pg_try_advisory_lock(int4, int4)`): "nemo", "mqtt" in
 /// ASCII. Advisory locks are per database, as the queue table is.
+///
+/// ```
+/// assert_eq!(nemo_db::queue::QUEUE_LOCK, (1_852_140_911, 1_836_151_924));
+/// ```
 pub const QUEUE_LOCK: (i32, i32) = (0x6E65_6D6F, 0x6D71_7474);
 
 /// At most this many connections for the status row, retention and depth (the source and the
