@@ -328,7 +328,7 @@ where
             }
             if let Err(e) = self.ack_heads(failing).await {
                 if !redis_down {
-                    warn!(error = %e, "redis: ack failed; retrying");
+                    warn!(error = %e, "queue: ack failed; retrying");
                     redis_down = true;
                 }
                 if let Some(mode) = self.pause(&mut stop).await {
@@ -369,7 +369,7 @@ where
                 match self.source.take(room, wait).await {
                     Ok(deliveries) => {
                         if redis_down {
-                            info!("redis: taking items again");
+                            info!("queue: taking items again");
                             redis_down = false;
                         }
                         self.retry.reset();
@@ -390,7 +390,7 @@ where
                     }
                     Err(e) => {
                         if !redis_down {
-                            warn!(error = %e, "redis: take failed; retrying");
+                            warn!(error = %e, "queue: take failed; retrying");
                             redis_down = true;
                         }
                         if let Some(mode) = self.pause(&mut stop).await {
@@ -479,7 +479,7 @@ where
                     return;
                 }
                 Err(e) if attempt < 2 => {
-                    debug!(error = %e, "redis: dead-letter failed; retrying");
+                    debug!(error = %e, "queue: dead-letter failed; retrying");
                     let delay = self
                         .retry
                         .next_delay()
@@ -487,7 +487,7 @@ where
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
-                    error!(error = %e, "redis: dead-letter failed; the item stays in the processing list and is retried at the next start");
+                    error!(error = %e, "queue: dead-letter failed; the item stays unconfirmed in the queue and is retried at the next start");
                 }
             }
         }
@@ -637,7 +637,7 @@ where
                     self.metrics.events_out.increment(done.len() as u64);
                 }
                 Err(e) => {
-                    error!(error = %e, items = done.len(), "redis: final ack failed; items stay in processing and are published again at the next start");
+                    error!(error = %e, items = done.len(), "queue: final ack failed; the items stay unconfirmed in the queue and are published again at the next start");
                     self.report.left_in_processing += done.len() as u64;
                 }
             }
@@ -647,7 +647,7 @@ where
             match bounded(nacked) {
                 Ok(()) => self.report.nacked += rest.len() as u64,
                 Err(e) => {
-                    error!(error = %e, items = rest.len(), "redis: nack failed; items stay in processing and are published again at the next start");
+                    error!(error = %e, items = rest.len(), "queue: nack failed; the items stay unconfirmed in the queue and are published again at the next start");
                     self.report.left_in_processing += rest.len() as u64;
                 }
             }

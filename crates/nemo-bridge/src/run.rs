@@ -324,7 +324,12 @@ pub async fn run(
             let poll = candidate.poll();
             let mut logged = false;
             loop {
-                match candidate.try_acquire(&token).await {
+                let tried = candidate.try_acquire(&token).await;
+                if queue.is_table() {
+                    // The lock is the database's: /readyz says whether it answers.
+                    health.set_redis(tried.is_ok());
+                }
+                match tried {
                     Ok(true) => break,
                     Ok(false) => {
                         if !logged {

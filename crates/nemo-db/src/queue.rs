@@ -73,9 +73,9 @@ pub const RELOAD_CHANNEL: &str = "nemo_mqtt_reload";
 /// ```
 pub const QUEUE_LOCK: (i32, i32) = (0x6E65_6D6F, 0x6D71_7474);
 
-/// At most this many connections for the status row, retention and depth (the source and the
+/// Connections for the status row, retention and depth: one, used in turn (the source and the
 /// listener have their own).
-const POOL_CONNECTIONS: u32 = 2;
+const POOL_CONNECTIONS: u32 = 1;
 
 /// Rows deleted per statement by [`QueueDb::purge_processed`].
 const PURGE_BATCH: i64 = 5_000;
@@ -152,9 +152,14 @@ impl QueueDb {
                 "the queue of plugin 2.x needs PostgreSQL (postgres:// or postgresql://)".into(),
             ));
         }
+        // The bridge's own commits (processed flags, dead letters, the status row) do not wait
+        // for the WAL to reach the disk: a database crash can forget the last fraction of a
+        // second of them, and those rows are published again (at least once, never lost),
+        // while an ack no longer holds up the next take for a disk flush.
         let opts = PgConnectOptions::from_str(raw)
             .map_err(|e| bad(one_line(&e)))?
-            .application_name("nemo-bridge");
+            .application_name("nemo-bridge")
+            .options([("synchronous_commit", "off")]);
         let timeout = cfg.timeout();
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
@@ -543,8 +548,13 @@ impl TableSource {
     }
 
     fn lost(&mut self, e: DbError) -> DbError {
-        // Any failure on the lock's connection may mean the session (and the lock) is gone:
-        // drop the connection; the bridge stops and competes for the lock again.
+        // A broken or silent connection may mean the session (and the lock) is gone: drop
+        // it; the bridge stops and competes for the lock again. Other errors (a missing
+        // table, no permission) leave the session and the lock as they are: retrying with
+        // backoff is the caller's.
+        if !e.is_transient() {
+            return e;
+        }
         if self.conn.take().is_some() {
             warn!(error = %e, "database: the queue connection failed; the lock is given up");
         }

@@ -58,6 +58,13 @@ impl PostgresServer {
     /// it answers queries (up to 30 s; the error carries the tail of the server
     /// log) and create the database `nemo`.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with extra server settings (`-c name=value`), applied after the
+    /// harness's own, so they win: e.g. `&["fsync=on"]` for a server that syncs its commits
+    /// as a production one does (benchmarks).
+    pub fn start_with(settings: &[&str]) -> Result<Self, HarnessError> {
         let bins = PgBins::find()?;
         let (dir, run_as) = private_dir()?;
         let data = dir.path().join("data");
@@ -70,7 +77,11 @@ impl PostgresServer {
                     break port;
                 }
             };
-            let (program, args) = server_command(&bins, &data, dir.path(), port, run_as.as_ref())?;
+            let (program, mut args) =
+                server_command(&bins, &data, dir.path(), port, run_as.as_ref())?;
+            for setting in settings {
+                args.extend(["-c".to_string(), (*setting).to_string()]);
+            }
             let log = dir.path().join("postgres.log");
             let mut process = ServerProcess::new("postgres", program, args, log);
             process.spawn()?;
