@@ -31,8 +31,10 @@ enum Mode {
     Pubsub,
 }
 
-/// Forward NEMO tool events from Redis to MQTT: at-least-once, in order, with a single active
-/// bridge per queue.
+/// Forward NEMO tool events to MQTT: at-least-once, in order, with a single active bridge per
+/// queue. The queue is the Redis list of NEMO's MQTT plugin 1.x (the default), or, with
+/// --source database ([nemo] source = "database"), the table nemo_mqtt_mqtt_eventqueue of plugin
+/// 2.x in NEMO's PostgreSQL at [nemo] database_url (then no Redis is used).
 ///
 /// Configuration layers, weakest first: built-in defaults < --config FILE < NEMO's MQTT
 /// configuration page (the enabled row of NEMO's database, when [nemo] database_url is set) <
@@ -41,7 +43,7 @@ enum Mode {
 ///
 /// Signals: SIGINT/SIGTERM stop gracefully (drain, return unconfirmed items, publish the offline
 /// status), always within shutdown.drain_timeout_s + 5 s (a second signal exits at once); SIGHUP re-reads the configuration (a new broker address is applied without losing
-/// events), as do `reload_config` (a save on NEMO's page) and a changed row found by the poll. Exit codes: 0 = stopped cleanly, 1 = runtime error, 2 = invalid configuration, 70 = the
+/// events), as do `reload_config` or NOTIFY nemo_mqtt_reload (a save on NEMO's page) and a changed row found by the poll. Exit codes: 0 = stopped cleanly, 1 = runtime error, 2 = invalid configuration, 70 = the
 /// watchdog found the pipeline stalled (let the service manager restart the bridge).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bridge", version)]
@@ -83,6 +85,18 @@ struct Cli {
     /// (nemo.database_url).
     #[arg(long, value_name = "URL")]
     nemo_database_url: Option<String>,
+    /// Where events come from: redis (NEMO's MQTT plugin 1.x) or database (plugin 2.x: the
+    /// queue table in NEMO's PostgreSQL at --nemo-database-url) (nemo.source).
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    source: Option<SourceArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SourceArg {
+    /// The Redis queue of plugin 1.x ([redis]).
+    Redis,
+    /// The PostgreSQL table of plugin 2.x (nemo_mqtt_mqtt_eventqueue).
+    Database,
 }
 
 impl Cli {
@@ -112,6 +126,16 @@ impl Cli {
         set("mqtt.client_id", self.client_id.clone());
         set("http.listen", self.http_listen.clone());
         set("nemo.database_url", self.nemo_database_url.clone());
+        set(
+            "nemo.source",
+            self.source.map(|s| {
+                match s {
+                    SourceArg::Redis => "redis",
+                    SourceArg::Database => "database",
+                }
+                .to_string()
+            }),
+        );
         if self.no_lease {
             fig = fig.merge(flag("lease.enabled", false));
         }
