@@ -152,7 +152,8 @@ fn bridge_config(
         format!(
             "[redis]\nurl = \"{}\"\nmode = \"{mode}\"\nkey = \"{KEY}\"\n\n\
              [mqtt]\nurl = \"{}\"\nclient_id = \"bench-bridge-{mode}\"\nqos = 1\ninflight = {WINDOW}\n\n\
-             [http]\nlisten = \"127.0.0.1:{http}\"\n{extra}",
+             [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+             # one message per event: the drains count them\n[topics]\nstate_topics = false\n{extra}",
             redis.url(),
             broker.url()
         ),

@@ -110,7 +110,9 @@ while IFS= read -r line; do
 done <tests/fixtures/v1-queue-items.jsonl
 redis-cli -p "$REDIS_PORT" -n 1 LPUSH nemo_mqtt_events '{"topic": "nemo/tools/+/enabled", "payload": "{}", "qos": 1}' >/dev/null
 
-count_events() { grep -c '"topic":"nemo/\(tools\|areas\|reservations\|area_access\)' "$DIR/recording.jsonl" 2>/dev/null || true; }
+# Events only: the retained per-tool state documents (nemo/tools/{id}/state) are counted apart.
+count_events() { grep '"topic":"nemo/\(tools\|areas\|reservations\|area_access\)' "$DIR/recording.jsonl" 2>/dev/null | grep -vc '/state"' || true; }
+count_states() { grep -c '"topic":"nemo/tools/[^/"]*/state"' "$DIR/recording.jsonl" 2>/dev/null || true; }
 for _ in $(seq 100); do
     [ "$(count_events)" -ge "$TOTAL" ] && break
     sleep 0.1
@@ -125,6 +127,7 @@ say "Summary"
 events=$(count_events)
 echo "events pushed:              $TOTAL (+1 bad item)"
 echo "events seen by the monitor: $events"
+echo "tool state documents:       $(count_states) (retained, one per tool change)"
 echo "left in the queue:          $(redis-cli -p "$REDIS_PORT" -n 1 LLEN nemo_mqtt_events)"
 echo "in processing:              $(redis-cli -p "$REDIS_PORT" -n 1 LLEN '{nemo_mqtt_events}:processing')"
 echo "dead letters:               $(redis-cli -p "$REDIS_PORT" -n 1 LLEN '{nemo_mqtt_events}:dead')"

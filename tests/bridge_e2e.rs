@@ -113,9 +113,11 @@ impl Setup {
         let text = format!(
             "[redis]\nurl = \"{}\"\nkey = \"{KEY}\"\n\n[mqtt]\nurl = \"{broker_url}\"\nclient_id = \"bridge-{name}\"\n{mqtt_extra}\n\n\
              [status]\ntopic = \"test/bridge/status\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n\
-             [lease]\nttl_ms = 2000\n\n[shutdown]\ndrain_timeout_s = 5\n\n[backoff]\ninitial_ms = 50\nmax_ms = 500\n{extra}",
+             [lease]\nttl_ms = 2000\n\n[shutdown]\ndrain_timeout_s = 5\n\n[backoff]\ninitial_ms = 50\nmax_ms = 500\n\n\
+             {}{extra}",
             redis.url_db(1),
-            self.http
+            self.http,
+            support::NO_STATE_TOPICS
         );
         std::fs::write(&path, text).unwrap();
         path

@@ -86,7 +86,8 @@ fn config(dir: &Path, pg: &PostgresServer, broker: &Mosquitto, tag: &str) -> Res
         format!(
             "[nemo]\nsource = \"database\"\ndatabase_url = \"{}\"\n\n\
              [mqtt]\nurl = \"{}\"\nclient_id = \"bench-bridge-table\"\nqos = 1\ninflight = {}\n\n\
-             [http]\nlisten = \"127.0.0.1:{http}\"\n",
+             [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+             # one message per event: the drains count them\n[topics]\nstate_topics = false\n",
             pg.url(),
             broker.url(),
             super::WINDOW

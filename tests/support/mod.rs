@@ -145,6 +145,10 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// The fault and order tests count one message per event: they turn the retained per-tool state
+/// documents (on by default) off; `tests/state_topics.rs` tests those.
+pub const NO_STATE_TOPICS: &str = "[topics]\nstate_topics = false\n\n";
+
 /// A temp dir for configs and logs, and the bridge's HTTP port.
 pub struct Setup {
     pub dir: tempfile::TempDir,
@@ -184,7 +188,8 @@ impl Setup {
         let text = format!(
             "[redis]\nurl = \"{redis_url}\"\nkey = \"{KEY}\"\n{redis_extra}\n[mqtt]\nurl = \"{broker_url}\"\nclient_id = \"bridge-{name}\"\n{mqtt_extra}\n\
              [status]\ntopic = \"test/bridge/status\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n\
-             [lease]\nttl_ms = 2000\n\n[shutdown]\ndrain_timeout_s = 5\n\n[backoff]\ninitial_ms = 50\nmax_ms = 500\n{extra}",
+             [lease]\nttl_ms = 2000\n\n[shutdown]\ndrain_timeout_s = 5\n\n[backoff]\ninitial_ms = 50\nmax_ms = 500\n\n\
+             {NO_STATE_TOPICS}{extra}",
             self.http
         );
         std::fs::write(&path, text).unwrap();

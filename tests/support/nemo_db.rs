@@ -236,7 +236,9 @@ pub fn table_config(
         "[nemo]\nsource = \"database\"\ndatabase_url = \"{db_url}\"\npoll_s = 5\ntimeout_s = 2\n\n\
          [mqtt]\nurl = \"{broker_url}\"\nclient_id = \"bridge-{name}\"\n\n\
          [status]\ntopic = \"test/bridge/status\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n\
-         [shutdown]\ndrain_timeout_s = 5\n\n[backoff]\ninitial_ms = 50\nmax_ms = 500\n{extra}"
+         [shutdown]\ndrain_timeout_s = 5\n\n[backoff]\ninitial_ms = 50\nmax_ms = 500\n\n\
+         {}{extra}",
+        super::NO_STATE_TOPICS
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -12,6 +12,15 @@
 //! | `tool_operational`          | up again                                    |
 //! | `task_created/updated/shutdown` | open task, or closed when resolved/cancelled |
 //! | `tool_created/updated`      | name (and nothing else) refreshed           |
+//! | state document (`…/tools/{id}/state`, retained) | in use / idle / down / up as it says, since its `since` |
+//!
+//! The bridge publishes the retained state documents by default (`topics.state_topics`), so a
+//! monitor started after the events were delivered — terminal board, web dashboard and
+//! `/api/state` alike — shows every tool's current state at once, not an empty board.
+//!
+//! Times come from the event itself (`start_time`, `timestamp`, the state document's `since`);
+//! only when a message carries none is the receive time used, and then it is marked
+//! (`since_received`, shown with a leading `~`).
 //!
 //! Messages on the bridge status topic (default `nemo/bridge/status`) update the
 //! bridge line; queue statistics come from outside ([`Board::set_queue_stats`]).
@@ -40,6 +49,8 @@ pub struct Usage {
     /// When the usage started (`start_time`, else the receive time).
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
+    /// `since` is the receive time: the message carried no time of its own.
+    pub since_received: bool,
 }
 
 /// A task that is not resolved or cancelled yet.
@@ -81,6 +92,8 @@ pub struct ToolState {
     /// Since when the tool is down (`None` = operational or unknown).
     #[serde(with = "time::serde::rfc3339::option")]
     pub down_since: Option<OffsetDateTime>,
+    /// `down_since` is the receive time: the message carried no time of its own.
+    pub down_since_received: bool,
     /// Open tasks, oldest first.
     pub open_tasks: Vec<OpenTask>,
     /// When the last message about this tool arrived.
@@ -98,6 +111,7 @@ impl ToolState {
             in_use: None,
             last_user: None,
             down_since: None,
+            down_since_received: false,
             open_tasks: Vec::new(),
             last_seen: at,
             status: Status::Idle,
@@ -271,26 +285,46 @@ impl Board {
             return None;
         }
         let info = message::topic_info(topic);
+        if info.family.as_deref() == Some("tools")
+            && info.suffix.as_deref() == Some("state")
+            && let Some(state) = v.get("state").and_then(Value::as_str)
+        {
+            if !signed_ok {
+                return None;
+            }
+            let id = message::tool_id(&info, Some(&v))?;
+            let state = state.to_owned();
+            let tool = self.tool_entry(&id, at)?;
+            apply_state_document(tool, &state, &v, at);
+            tool.refresh_status();
+            return Some(id);
+        }
         let kind = message::event_kind(&info, Some(&v))?;
         if !(kind.starts_with("tool_") || kind.starts_with("task_")) || !signed_ok {
             return None;
         }
         let id = message::tool_id(&info, Some(&v))?;
-        let k = key(&id);
-        if !self.tools.contains_key(&k) && self.tools.len() >= MAX_TOOLS {
-            return None;
-        }
-        let tool = self
-            .tools
-            .entry(k)
-            .or_insert_with(|| ToolState::new(id.clone(), at));
-        tool.last_seen = at;
+        let tool = self.tool_entry(&id, at)?;
         if let Some(name) = message::text_field(&v, "tool_name") {
             tool.name = Some(name);
         }
         apply_event(tool, &kind, &v, at);
         tool.refresh_status();
         Some(id)
+    }
+
+    /// The tool's entry (made when new, within [`MAX_TOOLS`]), seen `at`.
+    fn tool_entry(&mut self, id: &str, at: OffsetDateTime) -> Option<&mut ToolState> {
+        let k = key(id);
+        if !self.tools.contains_key(&k) && self.tools.len() >= MAX_TOOLS {
+            return None;
+        }
+        let tool = self
+            .tools
+            .entry(k)
+            .or_insert_with(|| ToolState::new(id.to_owned(), at));
+        tool.last_seen = at;
+        Some(tool)
     }
 
     /// Tools in id order.
@@ -378,25 +412,27 @@ impl Board {
         ));
         out.push('\n');
         for tool in self.tools() {
-            let (state, code, since, detail) = match tool.status {
+            let (state, code, since, received, detail) = match tool.status {
                 Status::Down => {
                     let since = tool.down_since.unwrap_or(tool.last_seen);
+                    let received = tool.down_since.is_none() || tool.down_since_received;
                     let detail = tool
                         .open_tasks
                         .last()
                         .map(|t| format!("\"{}\"", clean(&t.description, 60)))
                         .unwrap_or_default();
-                    ("DOWN", Paint::RED, since, detail)
+                    ("DOWN", Paint::RED, since, received, detail)
                 }
                 Status::InUse => {
                     let usage = tool.in_use.as_ref();
                     let since = usage.map(|u| u.since).unwrap_or(tool.last_seen);
+                    let received = usage.is_none_or(|u| u.since_received);
                     let detail = format!(
                         "{} ({})",
                         clean(usage.map(|u| u.user.as_str()).unwrap_or("?"), 40),
                         human_duration(now - since)
                     );
-                    ("IN USE", Paint::YELLOW, since, detail)
+                    ("IN USE", Paint::YELLOW, since, received, detail)
                 }
                 Status::Idle => {
                     let detail = tool
@@ -404,7 +440,7 @@ impl Board {
                         .as_ref()
                         .map(|u| format!("last: {}", clean(u, 40)))
                         .unwrap_or_default();
-                    ("idle", Paint::GREEN, tool.last_seen, detail)
+                    ("idle", Paint::GREEN, tool.last_seen, true, detail)
                 }
             };
             let tasks = match tool.open_tasks.len() {
@@ -416,7 +452,7 @@ impl Board {
                 "{}  {}  {:<16}  {}{}\n",
                 pad(&tool.label(), 34),
                 p.paint(code, &format!("{state:<7}")),
-                date_clock(since, self.offset),
+                since_cell(since, received, now, self.offset),
                 detail,
                 p.paint(Paint::MAGENTA, &tasks)
             ));
@@ -428,12 +464,93 @@ impl Board {
     }
 }
 
+/// A retained state document (`{"state": "in_use", "user_name": …, "since": …, "event": …}`,
+/// see `nemo_topics`): the tool as the bridge last saw it. The document holds the latest
+/// event only (not a merge of usage and operational status).
+fn apply_state_document(tool: &mut ToolState, state: &str, v: &Value, at: OffsetDateTime) {
+    if let Some(name) = message::text_field(v, "tool_name") {
+        tool.name = Some(name);
+    }
+    let since = message::time_field(v, "since");
+    match state {
+        "in_use" => {
+            tool.in_use = Some(Usage {
+                user: message::text_field(v, "user_name").unwrap_or_else(|| "?".into()),
+                since: since.unwrap_or(at),
+                since_received: since.is_none(),
+            });
+        }
+        "idle" => {
+            tool.in_use = None;
+            if let Some(user) = message::text_field(v, "user_name") {
+                tool.last_user = Some(user);
+            }
+        }
+        "down" => {
+            if tool.down_since.is_none() {
+                tool.down_since = Some(since.unwrap_or(at));
+                tool.down_since_received = since.is_none();
+            }
+        }
+        "up" => {
+            tool.down_since = None;
+            tool.down_since_received = false;
+        }
+        _ => {}
+    }
+}
+
+/// The SINCE cell: `14:02` today, `16 Oct 14:02` earlier this year, `2024-10-16 14:02` before
+/// (days as seen at `offset`); `~` in front when the time is the receive time.
+fn since_cell(
+    at: OffsetDateTime,
+    received: bool,
+    now: OffsetDateTime,
+    offset: UtcOffset,
+) -> String {
+    let (t, today) = (at.to_offset(offset), now.to_offset(offset));
+    let text = if t.date() == today.date() {
+        format!("{:02}:{:02}", t.hour(), t.minute())
+    } else if t.year() == today.year() {
+        format!(
+            "{} {} {:02}:{:02}",
+            t.day(),
+            month_abbr(t.month()),
+            t.hour(),
+            t.minute()
+        )
+    } else {
+        date_clock(at, offset)
+    };
+    if received { format!("~{text}") } else { text }
+}
+
+fn month_abbr(m: time::Month) -> &'static str {
+    use time::Month::*;
+    match m {
+        January => "Jan",
+        February => "Feb",
+        March => "Mar",
+        April => "Apr",
+        May => "May",
+        June => "Jun",
+        July => "Jul",
+        August => "Aug",
+        September => "Sep",
+        October => "Oct",
+        November => "Nov",
+        December => "Dec",
+    }
+}
+
 fn apply_event(tool: &mut ToolState, kind: &str, v: &Value, at: OffsetDateTime) {
     match kind {
         "tool_enabled" => {
+            let started = message::time_field(v, "start_time");
             tool.in_use = Some(Usage {
                 user: message::text_field(v, "user_name").unwrap_or_else(|| "?".into()),
-                since: message::time_field(v, "start_time").unwrap_or(at),
+                since: started.unwrap_or(at),
+                since_received: started.is_none(),
             });
         }
         "tool_disabled" => {
@@ -445,9 +562,14 @@ fn apply_event(tool: &mut ToolState, kind: &str, v: &Value, at: OffsetDateTime) 
             tool.last_user = user;
         }
         "tool_non_operational" if tool.down_since.is_none() => {
-            tool.down_since = Some(message::time_field(v, "timestamp").unwrap_or(at));
+            let t = message::time_field(v, "timestamp");
+            tool.down_since = Some(t.unwrap_or(at));
+            tool.down_since_received = t.is_none();
         }
-        "tool_operational" => tool.down_since = None,
+        "tool_operational" => {
+            tool.down_since = None;
+            tool.down_since_received = false;
+        }
         "task_created" | "task_updated" | "task_shutdown" => {
             let Some(task_id) = message::text_field(v, "task_id") else {
                 return;

@@ -244,6 +244,25 @@ impl Formatter {
         let tool_name = message::text_field(v, "tool_name");
         let user = message::text_field(v, "user_name").map(|u| clean(&u, TEXT_MAX));
         let tool_subject = || subject_for("", tool_name.as_deref(), tool.as_deref(), "tool");
+        // The retained per-tool state document (`…/tools/{id}/state`): the tool as the bridge
+        // last saw it, not a new event (it carries the event's kind too, but must not read as
+        // a second `tool_enabled`).
+        if info.family.as_deref() == Some("tools")
+            && info.suffix.as_deref() == Some("state")
+            && let Some(state) = v.get("state").and_then(Value::as_str)
+        {
+            let since = message::time_field(v, "since")
+                .map(|t| format!(" since {}", date_clock(t, self.offset)))
+                .unwrap_or_default();
+            let what = match state {
+                "in_use" => format!("state: IN USE by {}{since}", user.as_deref().unwrap_or("?")),
+                "idle" => "state: idle".to_owned(),
+                "down" => format!("state: DOWN{since}"),
+                "up" => "state: operational".to_owned(),
+                other => format!("state: {}", clean(other, TEXT_MAX)),
+            };
+            return Parts::new(tool_subject(), what, Paint::DIM);
+        }
         let Ok(mut mem) = self.memory.lock() else {
             return Parts::plain(clean(topic, SUBJECT_WIDTH), compact_json(v));
         };
@@ -508,11 +527,13 @@ pub(crate) fn date_clock(at: OffsetDateTime, offset: UtcOffset) -> String {
     )
 }
 
-/// A duration the way people say it: `42 s`, `9 min 54 s`, `1 h 12 min`, `2 d 3 h`.
+/// A duration the way people say it: `42 s`, `9 min 54 s`, `1 h 12 min`; over a day in days
+/// only (`46 d`: a tool in use since October is not "1104 h").
 ///
 /// ```
 /// use nemo_monitor::format::human_duration;
 /// assert_eq!(human_duration(time::Duration::seconds(4320)), "1 h 12 min");
+/// assert_eq!(human_duration(time::Duration::days(46) + time::Duration::hours(5)), "46 d");
 /// assert_eq!(human_duration(time::Duration::seconds(594)), "9 min 54 s");
 /// assert_eq!(human_duration(time::Duration::seconds(-5)), "0 s");
 /// ```
@@ -520,7 +541,7 @@ pub fn human_duration(d: time::Duration) -> String {
     let s = d.whole_seconds().max(0);
     let (days, hours, mins, secs) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
     if days > 0 {
-        format!("{days} d {hours} h")
+        format!("{days} d")
     } else if hours > 0 {
         format!("{hours} h {mins} min")
     } else if mins > 0 {

@@ -144,9 +144,9 @@ fn render_shows_every_state() {
     let want = "\
 bridge: ONLINE since 2025-10-17 08:00 | queue 4 · processing 1 · dead 2 (at 10:10:00)
 TOOL                                STATE    SINCE             DETAIL
-Zeiss Supra 55 SEM #1               IN USE   2025-10-17 09:00  Jane Doe (1 h 12 min)
-Heidelberg MLA150 #7                idle     2025-10-17 09:05  last: Ada Lovelace
-Angstrom Evaporator #23             DOWN     2025-10-17 09:10  \"Chamber won't pump below 1e-5 Torr\"  [1 open task]
+Zeiss Supra 55 SEM #1               IN USE   09:00             Jane Doe (1 h 12 min)
+Heidelberg MLA150 #7                idle     ~09:05            last: Ada Lovelace
+Angstrom Evaporator #23             DOWN     ~09:10            \"Chamber won't pump below 1e-5 Torr\"  [1 open task]
 ";
     assert_eq!(text, want);
     assert!(!text.contains('\x1b'));
@@ -312,4 +312,94 @@ mod hub {
         hub.set_queue_stats(nemo_monitor::QueueStats::now(5, 0, 1));
         assert_eq!(hub.state_json()["queue"]["depth"], 5);
     }
+}
+
+/// A monitor started after the events were delivered rebuilds the board from the retained
+/// per-tool state documents the bridge publishes (`topics.state_topics`, on by default): the
+/// SINCE column and the durations come from the documents' `since`, not from when the monitor
+/// received them; a date is shown when it is not today, durations over a day in days.
+#[test]
+fn board_rebuilt_from_retained_state_documents() {
+    let now = datetime!(2025-12-01 10:00:00 UTC);
+    let mut b = Board::new();
+    for (topic, doc) in [
+        (
+            "nemo/tools/1/state",
+            r#"{"tool_id":1,"tool_name":"Zeiss Supra 55 SEM","state":"in_use","user_name":"Jane Doe","since":"2025-10-16T14:02:32.944572+00:00","event":"tool_enabled"}"#,
+        ),
+        (
+            "nemo/tools/7/state",
+            r#"{"tool_id":7,"tool_name":"Heidelberg MLA150","state":"idle","user_name":"Ada Lovelace","since":"2025-12-01T09:12:00+00:00","event":"tool_disabled"}"#,
+        ),
+        (
+            "nemo/tools/23/state",
+            r#"{"tool_id":23,"tool_name":"Angstrom Evaporator","state":"down","user_name":null,"since":"2024-11-30T08:00:00+00:00","event":"tool_non_operational"}"#,
+        ),
+        (
+            "nemo/tools/42/state",
+            r#"{"tool_id":42,"tool_name":"李雷's etcher","state":"in_use","user_name":"José Álvarez","since":null,"event":"tool_enabled"}"#,
+        ),
+    ] {
+        b.apply(topic, doc.as_bytes(), now);
+    }
+    let sem = b.tool("1").unwrap();
+    assert_eq!(sem.status, Status::InUse);
+    assert_eq!(
+        sem.in_use.as_ref().unwrap().since,
+        datetime!(2025-10-16 14:02:32.944572 UTC)
+    );
+    assert!(!sem.in_use.as_ref().unwrap().since_received);
+    assert_eq!(b.tool("7").unwrap().status, Status::Idle);
+    assert_eq!(b.tool("23").unwrap().status, Status::Down);
+    assert!(
+        b.tool("42")
+            .unwrap()
+            .in_use
+            .as_ref()
+            .unwrap()
+            .since_received
+    );
+    let text = b.render_at(false, now + Duration::minutes(5));
+    let rows: Vec<&str> = text.lines().skip(2).collect();
+    assert_eq!(
+        rows,
+        vec![
+            "Zeiss Supra 55 SEM #1               IN USE   16 Oct 14:02      Jane Doe (45 d)",
+            "Heidelberg MLA150 #7                idle     ~10:00            last: Ada Lovelace",
+            "Angstrom Evaporator #23             DOWN     2024-11-30 08:00  ",
+            "李雷's etcher #42                   IN USE   ~10:00            José Álvarez (5 min 0 s)",
+        ]
+    );
+    // The live stream after the documents: an event and its own state document again agree.
+    ev(
+        &mut b,
+        "nemo/tools/1/disabled",
+        r#"{"event": "tool_disabled", "tool_id": 1, "user_name": "Jane Doe", "end_time": "2025-12-01T10:06:00+00:00"}"#,
+        0,
+    );
+    b.apply(
+        "nemo/tools/1/state",
+        br#"{"tool_id":1,"tool_name":"Zeiss Supra 55 SEM","state":"idle","user_name":"Jane Doe","since":"2025-12-01T10:06:00+00:00","event":"tool_disabled"}"#,
+        now,
+    );
+    assert_eq!(b.tool("1").unwrap().status, Status::Idle);
+    assert_eq!(b.tool("1").unwrap().last_user.as_deref(), Some("Jane Doe"));
+    b.apply(
+        "nemo/tools/23/state",
+        br#"{"tool_id":23,"state":"up","user_name":null,"since":null,"event":"tool_operational"}"#,
+        now,
+    );
+    assert_eq!(b.tool("23").unwrap().status, Status::Idle);
+}
+
+/// With a key, a state document that does not verify does not change the board.
+#[test]
+fn with_key_an_unsigned_state_document_is_ignored() {
+    let mut b = Board::new().with_hmac_key(Some(b"k".to_vec()));
+    b.apply(
+        "nemo/tools/1/state",
+        br#"{"tool_id":1,"state":"in_use","user_name":"Mallory","since":null,"event":"tool_enabled"}"#,
+        T0,
+    );
+    assert!(b.tool("1").is_none());
 }

@@ -17,7 +17,7 @@ pub const DEFAULT_FALLBACK: &str = "{prefix}/events/{kind}";
 /// [topics]
 /// prefix = "nemo"                  # {prefix} of templates; may span levels ("site-a/nemo")
 /// rewrites = [{ from = "nemo", to = "site-a/nemo" }]   # producer topics, whole levels, first match
-/// state_topics = false             # also publish {prefix}/tools/{tool_id}/state
+/// state_topics = true              # also publish {prefix}/tools/{tool_id}/state (the default)
 /// state_retain = true              # ... retained
 /// # state_template = "{prefix}/tools/{tool_id}/state"
 /// # fallback = "{prefix}/events/{kind}"     # typed events of a kind without any route
@@ -33,7 +33,7 @@ pub const DEFAULT_FALLBACK: &str = "{prefix}/events/{kind}";
 /// ```
 /// let cfg = nemo_topics::TopicsConfig::default();
 /// assert_eq!(cfg.prefix, "nemo");
-/// assert!(cfg.rewrites.is_empty() && cfg.routes.is_empty() && !cfg.state_topics && cfg.state_retain);
+/// assert!(cfg.rewrites.is_empty() && cfg.routes.is_empty() && cfg.state_topics && cfg.state_retain);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,7 +49,8 @@ pub struct TopicsConfig {
     pub routes: BTreeMap<String, String>,
     /// Route for typed events of a kind no route and no default family covers.
     pub fallback: String,
-    /// Publish the retained per-tool state document too.
+    /// Publish the retained per-tool state document too (default on: a display, dashboard or
+    /// monitor that subscribes gets every tool's current state at once).
     pub state_topics: bool,
     /// Retain flag of the state publications.
     pub state_retain: bool,
@@ -64,7 +65,7 @@ impl Default for TopicsConfig {
             rewrites: Vec::new(),
             routes: BTreeMap::new(),
             fallback: DEFAULT_FALLBACK.to_owned(),
-            state_topics: false,
+            state_topics: true,
             state_retain: true,
             state_template: DEFAULT_STATE_TEMPLATE.to_owned(),
         }

@@ -11,11 +11,13 @@
 //!   plugin publish to the same places, DESIGN §2), else `{prefix}/events/{kind}`. See
 //!   [`TopicMapper::map_event`].
 //!
-//! Optionally (`state_topics = true`) a retained `{prefix}/tools/{tool_id}/state` document
-//! follows the main publication for the kinds that change what a tool display shows, so a
-//! display that reboots shows the current status at once (see the `state` table below). It is
-//! off by default because consumers that subscribe `nemo/tools/+/+` and read the fourth level
-//! as the event type would see a new type, `state`.
+//! By default (`state_topics = true`; `false` turns it off) a retained
+//! `{prefix}/tools/{tool_id}/state` document follows the main publication for the kinds that
+//! change what a tool display shows, so a display, dashboard or monitor that (re)subscribes
+//! shows the current status at once (see the `state` table below). Consumers that subscribe
+//! `nemo/tools/+/+` and read the fourth level as the event type see one more type, `state`,
+//! which they ignore as they ignore any type they do not know (DESIGN §2: unknown kinds pass
+//! through).
 //!
 //! | kind                   | `state`   | `since` from                    | `user_name` |
 //! |------------------------|-----------|---------------------------------|-------------|

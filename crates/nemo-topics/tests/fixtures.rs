@@ -34,6 +34,18 @@ fn route(kind: &str, template: &str) -> TopicsConfig {
     cfg
 }
 
+/// The kinds that get a state document (the crate docs' table), when they carry a `tool_id`.
+fn state_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "tool_enabled"
+            | "tool_disabled"
+            | "tool_operational"
+            | "tool_non_operational"
+            | "task_shutdown"
+    )
+}
+
 #[test]
 fn default_mapper_passes_every_fixture_topic_through() {
     let m = TopicMapper::default();
@@ -41,10 +53,20 @@ fn default_mapper_passes_every_fixture_topic_through() {
         let event = NemoEvent::parse(&item.payload).unwrap();
         for ev in [None, Some(&event)] {
             let pubs = m.map_item(&item, ev).unwrap();
-            assert_eq!(pubs.len(), 1, "{}", item.topic);
             assert_eq!(pubs[0].topic, item.topic);
             assert_eq!(pubs[0].payload, PayloadRef::Original);
             assert_eq!(pubs[0].retain, item.retain);
+            // The default state documents (`state_topics`): one more, retained, for the kinds
+            // that change a tool's state.
+            assert_eq!(
+                pubs.len(),
+                1 + state_kind(event.kind()) as usize,
+                "{}",
+                item.topic
+            );
+            if let Some(state) = pubs.get(1) {
+                assert!(state.topic.as_str().ends_with("/state") && state.retain);
+            }
         }
     }
 }
@@ -57,7 +79,7 @@ fn templates_reproduce_every_fixture_topic() {
         let event = NemoEvent::parse(&item.payload).unwrap();
         kinds.insert(event.kind().to_owned());
         let pubs = m.map_event(&event).unwrap();
-        assert_eq!(pubs.len(), 1);
+        assert_eq!(pubs.len(), 1 + state_kind(event.kind()) as usize);
         assert_eq!(pubs[0].topic, item.topic, "kind {}", event.kind());
         assert_eq!(pubs[0].payload, PayloadRef::Generated(event.to_json()));
         assert!(!pubs[0].retain);

@@ -19,14 +19,25 @@
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
   }
-  function since(iso) {
+  // "14:02 (9 min)" today; "16 Oct (46 d)" on another day ("16 Oct 2024" in another year);
+  // "~" in front when the time is when the monitor received the message (the event had none).
+  function since(iso, received) {
     if (!iso) return "";
     var d = new Date(iso);
     if (isNaN(d)) return "";
-    var s = Math.max(0, Math.floor((Date.now() - d.getTime()) / 1000));
-    var h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60);
-    var ago = h > 0 ? h + " h " + m + " min" : m > 0 ? m + " min" : s + " s";
-    return d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"}) + " (" + ago + ")";
+    var now = new Date();
+    var s = Math.max(0, Math.floor((now.getTime() - d.getTime()) / 1000));
+    var days = Math.floor(s / 86400), h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60);
+    var ago = days > 0 ? days + " d" : h > 0 ? h + " h " + m + " min" : m > 0 ? m + " min" : s + " s";
+    var when;
+    if (d.toDateString() === now.toDateString()) {
+      when = d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+    } else if (d.getFullYear() === now.getFullYear()) {
+      when = d.toLocaleDateString([], {day: "numeric", month: "short"});
+    } else {
+      when = d.toLocaleDateString([], {day: "numeric", month: "short", year: "numeric"});
+    }
+    return (received ? "~" : "") + when + " (" + ago + ")";
   }
   function renderTool(t) {
     tools[t.id] = t;
@@ -49,9 +60,9 @@
     card.appendChild(name);
     var state, detail;
     if (t.status === "down") {
-      state = "DOWN"; detail = "since " + since(t.down_since);
+      state = "DOWN"; detail = "since " + since(t.down_since, t.down_since_received);
     } else if (t.status === "in_use") {
-      state = "IN USE"; detail = (t.in_use ? t.in_use.user : "?") + ", since " + since(t.in_use && t.in_use.since);
+      state = "IN USE"; detail = (t.in_use ? t.in_use.user : "?") + ", since " + since(t.in_use && t.in_use.since, t.in_use && t.in_use.since_received);
     } else {
       state = "IDLE"; detail = t.last_user ? "last: " + t.last_user : "";
     }
