@@ -666,16 +666,24 @@ impl TableSource {
             Ok(r) => r,
             Err(e) => return Err(self.lost(e)),
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let taken = Taken {
-                id: row.try_get("id").map_err(|e| self.decode(e))?,
-                topic: row.try_get("topic").map_err(|e| self.decode(e))?,
-                payload: row.try_get("payload").map_err(|e| self.decode(e))?,
-                qos: row.try_get("qos").map_err(|e| self.decode(e))?,
-                retain: row.try_get("retain").map_err(|e| self.decode(e))?,
-                ts: row.try_get("ts").map_err(|e| self.decode(e))?,
-            };
+        // Decode every row before changing any state: a row that cannot be read must not be
+        // marked in flight (it would be skipped) without being handed out.
+        let taken = rows
+            .iter()
+            .map(|row| {
+                Ok(Taken {
+                    id: row.try_get("id")?,
+                    topic: row.try_get("topic")?,
+                    payload: row.try_get("payload")?,
+                    qos: row.try_get("qos")?,
+                    retain: row.try_get("retain")?,
+                    ts: row.try_get("ts")?,
+                })
+            })
+            .collect::<Result<Vec<Taken>, sqlx::Error>>()
+            .map_err(|e| self.decode(e))?;
+        let mut out = Vec::with_capacity(taken.len());
+        for taken in taken {
             // Handed out before by this source (given back by a nack, or found again).
             let redelivered = taken.id <= self.high;
             self.high = self.high.max(taken.id);
