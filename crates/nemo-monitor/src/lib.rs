@@ -31,10 +31,15 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod app;
 pub mod board;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod format;
 mod message;
 pub mod record;
+pub mod view;
 pub mod web;
 
 pub use board::{Board, QueueStats, ToolState};
