@@ -42,6 +42,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod app;
+pub mod cli;
 mod cli_support;
 mod clock;
 mod filter;
