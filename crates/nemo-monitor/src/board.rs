@@ -486,11 +486,9 @@ fn apply_state_document(tool: &mut ToolState, state: &str, v: &Value, at: Offset
                 tool.last_user = Some(user);
             }
         }
-        "down" => {
-            if tool.down_since.is_none() {
-                tool.down_since = Some(since.unwrap_or(at));
-                tool.down_since_received = since.is_none();
-            }
+        "down" if tool.down_since.is_none() => {
+            tool.down_since = Some(since.unwrap_or(at));
+            tool.down_since_received = since.is_none();
         }
         "up" => {
             tool.down_since = None;
