@@ -14,9 +14,12 @@
 //! field is optional, every type is tolerated (`timestamp: false` is a known
 //! plugin bug), and unknown kinds fall back to compact JSON.
 //!
-//! The library does not connect to anything itself; it consumes `(topic, payload,
-//! retain, time)` tuples, which keeps it testable without servers. The binary wires
-//! the MQTT subscriber and the Redis queue statistics into it.
+//! The core (board, formatter, recordings, dashboard) does not connect to anything; it
+//! consumes `(topic, payload, retain, time)` tuples, which keeps it testable without servers.
+//! The `cli` feature (on by default) adds what the `monitor` and `replay` programs share and
+//! run: the flags resolved against the bridge's configuration ([`cli`]) and the monitor's loop
+//! ([`app`]), which wires the MQTT subscriber and the Redis queue statistics into the core.
+//! Built with `default-features = false`, the crate has no network dependency.
 //!
 //! ```
 //! use nemo_monitor::{Board, FormatOptions, Formatter};
