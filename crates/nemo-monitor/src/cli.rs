@@ -48,13 +48,13 @@ use nemo_redis::RedisConfig;
 // Not the parser's description: without these, this doc comment would become it.
 #[command(about = None, long_about = None)]
 pub struct ConnectArgs {
-    /// The bridge's TOML configuration ([mqtt], [redis], [hmac], [backoff] are used).
+    /// The bridge's TOML configuration (`[mqtt]`, `[redis]`, `[hmac]`, `[backoff]` are used).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Broker URL (overrides mqtt.url), e.g. mqtt://127.0.0.1:1883 or mqtts://host:8883.
     #[arg(long, global = true, value_name = "URL")]
     pub mqtt_url: Option<String>,
-    /// MQTT client id (default nemo-<program>-<pid>; must differ from the bridge's).
+    /// MQTT client id (default `nemo-<program>-<pid>`; must differ from the bridge's).
     #[arg(long, global = true)]
     pub client_id: Option<String>,
     /// Redis URL of the bridge's queue (overrides redis.url), e.g. redis://127.0.0.1:6379/1.
