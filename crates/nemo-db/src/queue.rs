@@ -235,7 +235,7 @@ impl QueueDb {
         self.bounded(STATUS_TABLE, q).await.map(drop)
     }
 
-    /// Rows not yet processed with an id above `floor` (see [`TableSource::floor`]); a range
+    /// Rows not yet processed with an id above `floor` (see [`SourceShared::floor`]); a range
     /// scan of the primary key, not of the whole table.
     ///
     /// # Errors

@@ -134,14 +134,24 @@ pub struct MonitorArgs {
     /// Topic filter to subscribe to; repeat for several. Default: nemo/#
     #[arg(long = "filter", global = true, value_name = "FILTER")]
     pub filters: Vec<String>,
-    /// File holding the HMAC key (overrides [hmac]); lines then show HMAC ✓/✗.
-    #[arg(long, global = true, value_name = "PATH")]
+    /// File holding the HMAC key (overrides `[hmac]`); lines then show HMAC ✓/✗.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help = "File holding the HMAC key (overrides [hmac]); lines then show HMAC ✓/✗"
+    )]
     pub hmac_key_file: Option<PathBuf>,
     /// Seconds between queue statistics reads.
     #[arg(long, global = true, default_value_t = 5, value_name = "SECONDS")]
     pub health_interval: u64,
-    /// The bridge's status topic (default: [status] topic, else nemo/bridge/status).
-    #[arg(long, global = true, value_name = "TOPIC")]
+    /// The bridge's status topic (default: `[status] topic`, else `nemo/bridge/status`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOPIC",
+        help = "The bridge's status topic (default: [status] topic, else nemo/bridge/status)"
+    )]
     pub status_topic: Option<String>,
     /// Also write every received message to FILE as JSONL (appends; replay reads it).
     #[arg(long, global = true, value_name = "FILE")]
