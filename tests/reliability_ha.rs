@@ -66,12 +66,21 @@ async fn sentinel_failover_mid_stream_loses_nothing() -> TestResult {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
-                    match redis
-                        .client()
-                        .with_options(&once)
-                        .wait::<i64>(1, 1000)
-                        .await
-                    {
+                    // No replica yet (the killed master is still coming back as one): wait
+                    // for one, up to 15 s, on the same connection; only then count the batch
+                    // as unconfirmed.
+                    let mut waited = Ok(0);
+                    for _ in 0..15 {
+                        waited = redis
+                            .client()
+                            .with_options(&once)
+                            .wait::<i64>(1, 1000)
+                            .await;
+                        if !matches!(waited, Ok(0)) {
+                            break;
+                        }
+                    }
+                    match waited {
                         Ok(n) if n >= 1 => break,
                         Ok(_) => {
                             unconfirmed += 1;

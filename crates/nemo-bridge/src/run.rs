@@ -323,11 +323,15 @@ pub async fn run(
         if let Some(candidate) = won.as_mut() {
             let poll = candidate.poll();
             let mut logged = false;
+            let mut failing: Option<String> = None;
             loop {
                 let tried = candidate.try_acquire(&token).await;
                 if queue.is_table() {
                     // The lock is the database's: /readyz says whether it answers.
                     health.set_redis(tried.is_ok());
+                }
+                if tried.is_ok() && failing.take().is_some() {
+                    info!(lock = %candidate.what(), "the lock can be tried again");
                 }
                 match tried {
                     Ok(true) => break,
@@ -341,7 +345,12 @@ pub async fn run(
                         }
                     }
                     Err(e) => {
-                        warn!(error = %e, lock = %candidate.what(), "cannot acquire the lock; retrying")
+                        // Once per outage (and again when the reason changes), not every try.
+                        let why = e.to_string();
+                        if failing.as_deref() != Some(why.as_str()) {
+                            warn!(error = %why, lock = %candidate.what(), "cannot acquire the lock; retrying");
+                            failing = Some(why);
+                        }
                     }
                 }
                 tokio::select! {

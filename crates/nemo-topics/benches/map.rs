@@ -15,16 +15,25 @@ fn bench(c: &mut Criterion) {
     let item = QueueItem::parse(LINE.as_bytes()).expect("fixture item");
     let event = NemoEvent::parse(&item.payload).expect("fixture event");
 
-    let plain = TopicMapper::default();
+    // Pass-through without the (default) state documents: the bridge's hot path when they are off.
+    let plain = TopicMapper::from_config(&TopicsConfig {
+        state_topics: false,
+        ..Default::default()
+    })
+    .expect("valid config");
     let rewrite = TopicMapper::from_config(&TopicsConfig {
         rewrites: vec![Rewrite {
             from: "nemo".into(),
             to: "site-a/nemo".into(),
         }],
+        state_topics: false,
         ..Default::default()
     })
     .expect("config");
-    let mut routed_cfg = TopicsConfig::default();
+    let mut routed_cfg = TopicsConfig {
+        state_topics: false,
+        ..Default::default()
+    };
     routed_cfg.routes.insert(
         "tool_enabled".into(),
         "{prefix}/in-use/{tool_id}/{tool_name}".into(),

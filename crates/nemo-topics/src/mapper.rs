@@ -145,7 +145,7 @@ struct StateTopics {
 }
 
 impl Default for TopicMapper {
-    /// The mapper of [`TopicsConfig::default`]: pass-through, plugin routes, no state topics.
+    /// The mapper of [`TopicsConfig::default`]: pass-through, plugin routes, state documents.
     fn default() -> Self {
         match TopicMapper::from_config(&TopicsConfig::default()) {
             Ok(m) => m,
