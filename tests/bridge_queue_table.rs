@@ -277,7 +277,8 @@ async fn broker_kill_mid_stream_loses_nothing() -> TestResult {
 
 /// Two bridges on one queue: one is active, the other a standby (`/readyz` 503 with the
 /// reason); the active one is `kill -9`ed mid-stream and the standby takes over. Nothing is
-/// lost and no event is published by both while both run.
+/// lost, first deliveries stay in row order, and the duplicates are the killed bridge's
+/// unconfirmed window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_bridges_one_queue_standby_takes_over() -> TestResult {
     const N: usize = 2_000;

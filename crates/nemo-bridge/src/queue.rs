@@ -48,6 +48,9 @@ pub struct Diagnostics {
     pub broker: String,
     /// The reason of the next reload, set by whoever requested it.
     pub pending_reason: Option<&'static str>,
+    /// This process among all bridges (pid and start time), so that a stopping bridge's last
+    /// status never overwrites the row of a standby that took over.
+    pub instance: String,
 }
 
 fn now_rfc3339() -> String {
@@ -57,6 +60,15 @@ fn now_rfc3339() -> String {
 }
 
 impl Diagnostics {
+    /// Diagnostics of this process, nothing applied yet.
+    pub fn new() -> Diagnostics {
+        let started = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        Diagnostics {
+            instance: format!("{}-{started}", std::process::id()),
+            ..Diagnostics::default()
+        }
+    }
+
     /// Record that `cfg` was applied now, for `reason` (or the pending reason).
     pub fn applied(&mut self, cfg: &Config, row: Option<(i64, String)>, reason: &'static str) {
         self.last_reload_reason = self.pending_reason.take().unwrap_or(reason).to_string();
@@ -256,15 +268,26 @@ impl Queue {
                 let was_active = *q.active.borrow();
                 if was_active {
                     let diag = diagnostics_json(&q.diag, &q.shared, "stopped", None);
-                    let write = q.db.write_status("disconnected", &diag);
-                    if let Some(Err(e)) = crate::run::best_effort(
+                    let instance = q
+                        .diag
+                        .lock()
+                        .map(|d| d.instance.clone())
+                        .unwrap_or_default();
+                    let write = q.db.write_final_status("disconnected", &diag, &instance);
+                    match crate::run::best_effort(
                         deadline,
                         "write the disconnected status row",
                         write,
                     )
                     .await
                     {
-                        warn!(error = %e, "database: cannot write the final status row");
+                        Some(Ok(false)) => info!(
+                            "database: another bridge wrote the status row since; left as it is"
+                        ),
+                        Some(Err(e)) => {
+                            warn!(error = %e, "database: cannot write the final status row")
+                        }
+                        _ => {}
                     }
                 }
                 drop(q.status_rx);
@@ -476,6 +499,7 @@ fn diagnostics_json(
         "source": "database",
         "role": role,
         "pid": std::process::id(),
+        "instance": d.instance,
         "broker": d.broker,
         "queue_pending": pending,
         "last_reload_reason": d.last_reload_reason,
@@ -499,13 +523,19 @@ async fn status_loop(
     let mut failing: Option<String> = None;
     loop {
         if *active.borrow_and_update() {
+            // Counted from the source's floor once it has read the table (from 0 it would
+            // walk every processed row).
             let floor = shared.floor.load(Ordering::Relaxed);
-            let pending = match db.pending(floor).await {
-                Ok(n) => {
-                    metrics::gauge!("nemo_bridge_queue_depth").set(n as f64);
-                    Some(n)
+            let pending = if floor < 0 {
+                None
+            } else {
+                match db.pending(floor).await {
+                    Ok(n) => {
+                        metrics::gauge!("nemo_bridge_queue_depth").set(n as f64);
+                        Some(n)
+                    }
+                    Err(_) => None,
                 }
-                Err(_) => None,
             };
             let status = *broker.borrow_and_update();
             let json = diagnostics_json(&diag, &shared, "active", pending);

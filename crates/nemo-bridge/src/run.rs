@@ -268,7 +268,7 @@ pub async fn run(
     // The queue: Redis (plugin 1.x) or NEMO's table (plugin 2.x), with its own background
     // work (reload requests, the status for NEMO, the depth gauge); see `queue`.
     let (status_tx, status_rx) = watch::channel(BridgeStatus::Disconnected);
-    let diag = Arc::new(std::sync::Mutex::new(Diagnostics::default()));
+    let diag = Arc::new(std::sync::Mutex::new(Diagnostics::new()));
     if let Ok(mut d) = diag.lock() {
         d.applied(&cfg, applied_row(&settings), "startup");
     }

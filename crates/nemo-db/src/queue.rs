@@ -77,6 +77,10 @@ pub const QUEUE_LOCK: (i32, i32) = (0x6E65_6D6F, 0x6D71_7474);
 /// listener have their own).
 const POOL_CONNECTIONS: u32 = 1;
 
+/// Bound on the first query of a source (the first unprocessed row), which reads every
+/// processed row.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Rows deleted per statement by [`QueueDb::purge_processed`].
 const PURGE_BATCH: i64 = 5_000;
 
@@ -112,6 +116,10 @@ const STATUS_SQL: &str = "INSERT INTO nemo_mqtt_mqttbridgestatus \
      VALUES ('default', $1, now(), now(), CAST($2 AS JSONB)) \
      ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, \
      last_heartbeat = EXCLUDED.last_heartbeat, bridge_diagnostics = EXCLUDED.bridge_diagnostics";
+
+const FINAL_STATUS_SQL: &str = "UPDATE nemo_mqtt_mqttbridgestatus SET status = $1, \
+     updated_at = now(), last_heartbeat = now(), bridge_diagnostics = CAST($2 AS JSONB) \
+     WHERE key = 'default' AND bridge_diagnostics->>'instance' = $3";
 
 const PURGE_SQL: &str = "DELETE FROM nemo_mqtt_mqtt_eventqueue WHERE id IN (SELECT id FROM \
      nemo_mqtt_mqtt_eventqueue WHERE processed AND created_at < now() - make_interval(secs => $1) \
@@ -235,6 +243,27 @@ impl QueueDb {
         self.bounded(STATUS_TABLE, q).await.map(drop)
     }
 
+    /// The last status of a stopping bridge: like [`write_status`](Self::write_status), but
+    /// only if the row is still this bridge's (`bridge_diagnostics.instance` = `instance`): a
+    /// standby that took over meanwhile has written its own, which must stay. `Ok(false)` when
+    /// the row was another bridge's.
+    ///
+    /// # Errors
+    /// [`DbError`] when the database cannot be reached or the table is missing.
+    pub async fn write_final_status(
+        &self,
+        status: &str,
+        diagnostics: &serde_json::Value,
+        instance: &str,
+    ) -> Result<bool, DbError> {
+        let q = sqlx::query(FINAL_STATUS_SQL)
+            .bind(status)
+            .bind(diagnostics.to_string())
+            .bind(instance)
+            .execute(&self.pool);
+        Ok(self.bounded(STATUS_TABLE, q).await?.rows_affected() > 0)
+    }
+
     /// Rows not yet processed with an id above `floor` (see [`SourceShared::floor`]); a range
     /// scan of the primary key, not of the whole table.
     ///
@@ -280,12 +309,22 @@ impl QueueDb {
         table: &'static str,
         fut: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, DbError> {
-        match tokio::time::timeout(self.timeout + Duration::from_millis(500), fut).await {
+        self.bounded_for(table, self.timeout, fut).await
+    }
+
+    async fn bounded_for<T>(
+        &self,
+        table: &'static str,
+        limit: Duration,
+        fut: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, DbError> {
+        let limit = limit.max(self.timeout);
+        match tokio::time::timeout(limit + Duration::from_millis(500), fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(crate::db::classify(&self.url, table, e)),
             Err(_) => Err(DbError::Timeout {
                 url: self.url.clone(),
-                seconds: self.timeout.as_secs(),
+                seconds: limit.as_secs(),
             }),
         }
     }
@@ -301,27 +340,49 @@ pub struct Wake {
 
 #[derive(Debug, Default)]
 struct WakeState {
-    lowest: Option<i64>,
+    ids: BTreeSet<i64>,
     lost: bool,
 }
+
+/// Notified ids kept between two takes; more means "look back" (`lost`) instead.
+const WAKE_IDS: usize = 4_096;
 
 impl Wake {
     fn rows(&self, id: Option<i64>) {
         if let Ok(mut s) = self.ids.lock() {
             match id {
-                Some(id) => s.lowest = Some(s.lowest.map_or(id, |l| l.min(id))),
+                // Row ids are positive; anything else is not the plugin's.
+                Some(id) if id > 0 => {
+                    if s.ids.len() < WAKE_IDS {
+                        s.ids.insert(id);
+                    } else {
+                        s.ids.clear();
+                        s.lost = true;
+                    }
+                }
+                Some(_) => {}
                 None => s.lost = true,
             }
         }
         self.notify.notify_one();
     }
 
-    /// The lowest id notified since the last call, and whether notifications may have been
-    /// lost meanwhile (the listener reconnected).
-    fn take(&self) -> (Option<i64>, bool) {
+    /// The ids notified since the last call, and whether notifications may have been lost
+    /// meanwhile (the listener reconnected, or too many to keep).
+    fn take(&self) -> (BTreeSet<i64>, bool) {
         match self.ids.lock() {
-            Ok(mut s) => (s.lowest.take(), std::mem::take(&mut s.lost)),
-            Err(_) => (None, true),
+            Ok(mut s) => (std::mem::take(&mut s.ids), std::mem::take(&mut s.lost)),
+            Err(_) => (BTreeSet::new(), true),
+        }
+    }
+
+    /// Give back what [`take`](Self::take) returned (the query it was for failed).
+    fn restore(&self, ids: BTreeSet<i64>, lost: bool) {
+        if let Ok(mut s) = self.ids.lock() {
+            s.lost |= lost || s.ids.len() + ids.len() > WAKE_IDS;
+            if !s.lost {
+                s.ids.extend(ids);
+            }
         }
     }
 }
@@ -428,12 +489,22 @@ async fn listen_loop(
 }
 
 /// What a [`TableSource`] reports while it runs, shared with the status row's writer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SourceShared {
-    /// Every row at or below this id is processed or in flight (for [`QueueDb::pending`]).
+    /// Every row at or below this id is processed or in flight (for [`QueueDb::pending`]);
+    /// negative until the source has read the table once.
     pub floor: Arc<AtomicI64>,
     /// The latest dead letter: `row <id>: <reason>`.
     pub last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Default for SourceShared {
+    fn default() -> Self {
+        SourceShared {
+            floor: Arc::new(AtomicI64::new(-1)),
+            last_error: Arc::new(Mutex::new(None)),
+        }
+    }
 }
 
 /// The queue's single-consumer lock: a session-level advisory lock on a dedicated connection.
@@ -498,7 +569,7 @@ impl QueueLock {
             wake,
             held,
             shared,
-            rescan_from: None,
+            checkpoints: [None, None],
             next_rescan: tokio::time::Instant::now(),
         })
     }
@@ -518,7 +589,8 @@ pub struct TableSource {
     held: watch::Sender<bool>,
     shared: SourceShared,
     rescan_every: Duration,
-    rescan_from: Option<i64>,
+    /// Where the scan stood at the last two rescans, older first.
+    checkpoints: [Option<i64>; 2],
     next_rescan: tokio::time::Instant,
 }
 
@@ -581,9 +653,9 @@ impl TableSource {
 
     fn publish_floor(&self) {
         let floor = match (self.inflight.first(), self.pos) {
-            (Some(first), _) => first - 1,
+            (Some(first), _) => first.saturating_sub(1),
             (None, Some(pos)) => pos,
-            (None, None) => 0,
+            (None, None) => return,
         };
         self.shared.floor.store(floor, Ordering::Relaxed);
     }
@@ -592,8 +664,10 @@ impl TableSource {
     async fn start_position(&mut self) -> Result<i64, DbError> {
         let db = self.db.clone();
         let conn = self.conn()?;
+        // The one query that reads every processed row (the table has no index on
+        // `processed`): on a table of millions it may take longer than a normal query.
         let q = sqlx::query(START_SQL).fetch_one(conn);
-        let row = db.bounded(QUEUE_TABLE, q).await;
+        let row = db.bounded_for(QUEUE_TABLE, START_TIMEOUT, q).await;
         let row = match row {
             Ok(r) => r,
             Err(e) => return Err(self.lost(e)),
@@ -619,28 +693,26 @@ impl TableSource {
             None => {
                 let p = self.start_position().await?;
                 self.pos = Some(p);
-                self.rescan_from = Some(p);
+                self.checkpoints = [Some(p), Some(p)];
                 self.next_rescan = tokio::time::Instant::now() + self.rescan_every;
                 p
             }
         };
-        // A notified id at or below the position: a row that committed late. Notifications
-        // lost while the listener reconnected, and the periodic rescan, look back further.
-        let (lowest, lost) = self.wake.take();
+        // A notified id at or below the position that is not in flight: a row that committed
+        // late. Notifications lost while the listener reconnected, and the periodic rescan,
+        // look back further: to where the scan stood two rescans ago.
+        let (notified, lost) = self.wake.take();
         let mut from = pos;
-        if let Some(id) = lowest
-            && id <= pos
-            && !self.inflight.contains(&id)
+        if let Some(id) = notified
+            .range(..=pos)
+            .find(|id| !self.inflight.contains(id))
         {
-            from = from.min(id - 1);
+            from = from.min(id.saturating_sub(1));
         }
         let now = tokio::time::Instant::now();
-        if lost || now >= self.next_rescan {
-            if let Some(r) = self.rescan_from {
-                from = from.min(r);
-            }
-            self.rescan_from = Some(pos);
-            self.next_rescan = now + self.rescan_every;
+        let rescan = lost || now >= self.next_rescan;
+        if rescan && let Some(r) = self.checkpoints[0] {
+            from = from.min(r);
         }
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let excluding = self.inflight.last().is_some_and(|last| *last > from);
@@ -664,8 +736,16 @@ impl TableSource {
         };
         let rows = match rows {
             Ok(r) => r,
-            Err(e) => return Err(self.lost(e)),
+            Err(e) => {
+                // Nothing was read: the look-back is still due.
+                self.wake.restore(notified, lost);
+                return Err(self.lost(e));
+            }
         };
+        if rescan {
+            self.checkpoints = [self.checkpoints[1], Some(pos)];
+            self.next_rescan = now + self.rescan_every;
+        }
         // Decode every row before changing any state: a row that cannot be read must not be
         // marked in flight (it would be skipped) without being handed out.
         let taken = rows
@@ -799,7 +879,8 @@ impl EventSource for TableSource {
         // Nothing to write: the rows were never marked. Read them again first.
         let ids = row_ids(deliveries);
         if let Some(first) = ids.iter().min() {
-            self.pos = Some(self.pos.map_or(first - 1, |p| p.min(first - 1)));
+            let before = first.saturating_sub(1);
+            self.pos = Some(self.pos.map_or(before, |p| p.min(before)));
         }
         for id in ids {
             self.inflight.remove(&id);
