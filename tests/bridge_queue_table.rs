@@ -51,6 +51,21 @@ fn order_violations(got: &[Received]) -> usize {
     violations
 }
 
+/// The plugin at ~400 events/s: events `0..n`, 4 every 10 ms, each retried until the database
+/// takes it.
+fn plugin_stream(url: String, n: usize) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut q = PluginQueue::connect(&url).await;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for chunk in (0..n).collect::<Vec<_>>().chunks(4) {
+            tick.tick().await;
+            for seq in chunk {
+                q.publish_seq(*seq).await;
+            }
+        }
+    })
+}
+
 fn start_bridge(setup: &Setup, db: &NemoDatabase, broker: &Mosquitto, tag: &str) -> Bridge {
     let cfg = table_config(
         setup.dir.path(),
@@ -190,17 +205,7 @@ async fn through(fault: Fault) -> TestResult {
     let setup = Setup::new();
     let mut sub = subscriber(&broker.url(), "fault-sub", true).await;
     let mut bridge = start_bridge(&setup, &db, &broker, "fault");
-    let url = db.url();
-    let producer = tokio::spawn(async move {
-        let mut q = PluginQueue::connect(&url).await;
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        for chunk in (0..N).collect::<Vec<_>>().chunks(4) {
-            tick.tick().await;
-            for seq in chunk {
-                q.publish_seq(*seq).await;
-            }
-        }
-    });
+    let producer = plugin_stream(db.url(), N);
     let mut arrivals = Arrivals::new(N);
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -310,17 +315,7 @@ async fn two_bridges_one_queue_standby_takes_over() -> TestResult {
         "{body}"
     );
 
-    let url = db.url();
-    let producer = tokio::spawn(async move {
-        let mut q = PluginQueue::connect(&url).await;
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        for chunk in (0..N).collect::<Vec<_>>().chunks(4) {
-            tick.tick().await;
-            for seq in chunk {
-                q.publish_seq(*seq).await;
-            }
-        }
-    });
+    let producer = plugin_stream(db.url(), N);
     let mut arrivals = Arrivals::new(N);
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);

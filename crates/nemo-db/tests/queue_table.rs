@@ -61,6 +61,15 @@ async fn open(db: &QueueDb, wake: Arc<Wake>) -> TableSource {
     lock.into_source(wake, SourceShared::default()).unwrap()
 }
 
+/// Wait (up to 10 s) until the listener's connection is up.
+async fn wait_listening(listener: &nemo_db::Listener) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !listener.is_up() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(listener.is_up(), "the listener connects");
+}
+
 fn ids(ds: &[Delivery]) -> Vec<i64> {
     ds.iter()
         .map(|d| match d.id {
@@ -140,11 +149,7 @@ async fn a_waiting_take_wakes_on_the_notify() {
     let mut src = open(&db, listener.wake()).await;
     assert!(src.take(10, Duration::ZERO).await.unwrap().is_empty());
     // Let the listener connect.
-    let until = Instant::now() + Duration::from_secs(10);
-    while !listener.is_up() && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(listener.is_up(), "the listener connects");
+    wait_listening(&listener).await;
     let _ = src.take(10, Duration::from_millis(50)).await.unwrap(); // the start-up wake
     let mut prod = producer(&pg).await;
     let insert = tokio::spawn(async move {
@@ -170,10 +175,7 @@ async fn a_row_that_commits_late_is_not_skipped() {
     let db = QueueDb::open(&cfg(&pg)).unwrap();
     let listener = db.listen();
     let mut src = open(&db, listener.wake()).await;
-    let until = Instant::now() + Duration::from_secs(10);
-    while !listener.is_up() && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(&listener).await;
     // A request in ATOMIC_REQUESTS: insert + notify inside a transaction that stays open.
     let mut slow = producer(&pg).await;
     let mut tx = slow.begin().await.unwrap();
@@ -400,10 +402,7 @@ async fn a_late_row_is_found_even_behind_a_notification_of_a_row_in_flight() {
     let db = QueueDb::open(&cfg(&pg)).unwrap();
     let listener = db.listen();
     let mut src = open(&db, listener.wake()).await;
-    let until = Instant::now() + Duration::from_secs(10);
-    while !listener.is_up() && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(&listener).await;
     let _ = src.take(10, Duration::from_millis(100)).await.unwrap(); // the start-up wake
     let mut first = producer(&pg).await;
     let one = plugin_insert(&mut first, 1, 1).await;
