@@ -297,7 +297,7 @@ impl Queue {
         }
     }
 
-    /// Called when the bridge's configuration was (re)applied.
+    /// True for NEMO's queue table (plugin 2.x), false for Redis.
     pub(crate) fn is_table(&self) -> bool {
         matches!(self, Queue::Table(_))
     }

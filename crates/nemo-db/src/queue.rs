@@ -606,25 +606,11 @@ struct Taken {
 impl TableSource {
     /// `true` while this source holds the queue's lock; turns `false` (for good) when its
     /// connection broke: stop publishing, the lock may already be another bridge's.
+    ///
+    /// Dropping the source closes its connection, which ends the session and releases the
+    /// lock; unacked rows stay unprocessed and the next consumer publishes them first.
     pub fn held(&self) -> watch::Receiver<bool> {
         self.held.subscribe()
-    }
-
-    /// Release the lock and close the connection (bounded by the timeout). Unacked rows stay
-    /// unprocessed: the next consumer publishes them first.
-    pub async fn release(mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            let unlock = async {
-                let _ = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-                    .bind(QUEUE_LOCK.0)
-                    .bind(QUEUE_LOCK.1)
-                    .execute(&mut conn)
-                    .await;
-                conn.close().await
-            };
-            let _ = tokio::time::timeout(self.db.timeout, unlock).await;
-        }
-        let _ = self.held.send(false);
     }
 
     fn lost(&mut self, e: DbError) -> DbError {
