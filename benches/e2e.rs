@@ -12,8 +12,10 @@
 //!    QoS 1, with confirms, with the bridge's in-flight window;
 //! 2. **drain** — N v1 items preloaded into the list (and into a stream); the
 //!    bridge started; time until all are confirmed and acked;
-//! 3. **latency** — items pushed at fixed rates, subscriber receive time minus
-//!    push time, p50/p99/max;
+//! 3. **latency and idle cost** — items pushed at 1,000/s (5 runs of 60 s), at 10,000/s,
+//!    in bursts of 2,000; subscriber receive time minus push time, p50/p99/p99.9/max; CPU,
+//!    wake-ups and Redis commands of an idle bridge, and the first event after the idle
+//!    period (see `e2e/latency.rs`; `NEMO_BENCH_ONLY=latency` runs only this);
 //! 4. **memory** — peak RSS of the bridge during the drain and under a
 //!    1,000,000-item backlog (sampled as it drains, to show it stays flat);
 //! 5. **recovery** — time from a broker restart to the first confirmed publish;
@@ -39,6 +41,8 @@ use fred::prelude::*;
 use nemo_testkit::{Mosquitto, RedisServer, bench_item as item, cpu_seconds, rss_kib};
 use paho_mqtt as mqtt;
 
+#[path = "e2e/latency.rs"]
+mod latency;
 #[path = "e2e/table.rs"]
 mod table;
 
@@ -270,6 +274,8 @@ struct Counter {
     first_ns: Arc<AtomicU64>,
     last_ns: Arc<AtomicU64>,
     latencies: Arc<std::sync::Mutex<Vec<u64>>>,
+    /// The `pushed_ns` of each latency sample, in the same order.
+    pushed: Arc<std::sync::Mutex<Vec<u64>>>,
     _client: mqtt::AsyncClient,
 }
 
@@ -294,11 +300,13 @@ impl Counter {
         let first_ns = Arc::new(AtomicU64::new(0));
         let last_ns = Arc::new(AtomicU64::new(0));
         let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (r, f, l, lat) = (
+        let pushed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (r, f, l, lat, pu) = (
             received.clone(),
             first_ns.clone(),
             last_ns.clone(),
             latencies.clone(),
+            pushed.clone(),
         );
         tokio::spawn(async move {
             while let Ok(msg) = stream.recv().await {
@@ -318,6 +326,7 @@ impl Counter {
                         && pushed > 0
                     {
                         lat.lock().unwrap().push(now.saturating_sub(pushed));
+                        pu.lock().unwrap().push(pushed);
                     }
                 }
             }
@@ -327,6 +336,7 @@ impl Counter {
             first_ns,
             last_ns,
             latencies,
+            pushed,
             _client: client,
         })
     }
@@ -351,6 +361,16 @@ impl Counter {
         self.first_ns.store(0, Ordering::Relaxed);
         self.last_ns.store(0, Ordering::Relaxed);
         self.latencies.lock().unwrap().clear();
+        self.pushed.lock().unwrap().clear();
+    }
+
+    /// (latencies, pushed times), in arrival order, in ns.
+    fn samples(&self) -> (Vec<u64>, Vec<u64>) {
+        // The receiving task pushes to both under one lock order: latencies, then pushed.
+        let lat = self.latencies.lock().unwrap();
+        let pushed = self.pushed.lock().unwrap();
+        let n = lat.len().min(pushed.len());
+        (lat[..n].to_vec(), pushed[..n].to_vec())
     }
 
     async fn wait_for(&self, n: u64, timeout: Duration) -> bool {
@@ -631,33 +651,6 @@ struct Latency {
     n: usize,
 }
 
-/// 3. Push at a fixed rate into an idle, running bridge.
-async fn latency(rc: &Client, counter: &Counter, rate: usize, secs: usize) -> Res<Latency> {
-    counter.reset();
-    let total = rate * secs;
-    let period = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = tokio::time::Instant::now();
-    for i in 0..total {
-        tokio::time::sleep_until(start + period * i as u32).await;
-        let _: i64 = rc.lpush(KEY, item(10_000_000 + i, now_ns())).await?;
-    }
-    counter
-        .wait_for(total as u64, Duration::from_secs(60))
-        .await;
-    let lat = counter.latencies.lock().unwrap().clone();
-    if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
-        // In arrival order, for looking at stalls.
-        let path = std::env::temp_dir().join(format!("nemo-bench-latency-{rate}.txt"));
-        let text: Vec<String> = lat.iter().map(|ns| ns.to_string()).collect();
-        let _ = std::fs::write(&path, text.join("\n"));
-        eprintln!(
-            "latencies at {rate}/s (ns, arrival order): {}",
-            path.display()
-        );
-    }
-    Ok(summarize(rate, lat))
-}
-
 /// Percentiles of latencies in ns (nearest rank), in ms.
 fn summarize(rate: usize, mut lat: Vec<u64>) -> Latency {
     lat.sort_unstable();
@@ -761,6 +754,21 @@ async fn main() -> Res<()> {
             .trim()
     );
 
+    // NEMO_BENCH_ONLY=latency: only section 3 (latency, bursts, idle cost).
+    if std::env::var("NEMO_BENCH_ONLY").as_deref() == Ok("latency") {
+        let l = latency::run(&redis, &broker, &counter, dir.path()).await?;
+        println!("\n{}", l.rows());
+        let json = serde_json::json!({
+            "when_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "machine": machine(),
+            "latency": l.json(),
+            "load_avg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        });
+        if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
+            let _ = dir.keep();
+        }
+        return write_results(&json);
+    }
     // NEMO_BENCH_ONLY=table: only section 6 (the queue of plugin 2.x).
     if std::env::var("NEMO_BENCH_ONLY").as_deref() == Ok("table") {
         let t = table::run(&broker, &counter, dir.path()).await?;
@@ -812,13 +820,7 @@ async fn main() -> Res<()> {
     let _: () = rc.del(KEY).await?;
     counter.resume().await?;
 
-    eprintln!("3/5 latency at 1,000/s and 10,000/s");
-    let cfg = bridge_config(dir.path(), &redis, &broker, "list", "")?;
-    let bridge = Bridge::start(&cfg)?;
-    bridge.wait_ready(Duration::from_secs(30)).await?;
-    let lat1k = latency(&rc, &counter, 1_000, 10).await?;
-    let lat10k = latency(&rc, &counter, 10_000, 5).await?;
-    drop(bridge);
+    let lat = latency::run(&redis, &broker, &counter, dir.path()).await?;
 
     let big = if backlog > 0 {
         eprintln!("4/5 memory: {backlog}-item backlog");
@@ -934,14 +936,7 @@ async fn main() -> Res<()> {
                 .unwrap_or_else(|_| "-".into())
         )
     );
-    for l in [&lat1k, &lat10k] {
-        let _ = writeln!(
-            table,
-            "{:<44} {:>14}",
-            format!("latency at {}/s (n={}) p50 / p99 / max", l.rate, l.n),
-            format!("{:.2}/{:.2}/{:.2} ms", l.p50_ms, l.p99_ms, l.max_ms)
-        );
-    }
+    table.push_str(&lat.rows());
     let _ = writeln!(
         table,
         "{:<44} {:>11.1} MB",
@@ -1007,8 +1002,7 @@ async fn main() -> Res<()> {
             "drain": {"bridge": drain_cpu.publisher_us, "broker": drain_cpu.broker_us, "redis": drain_cpu.redis_us},
         },
         "drain_stream_per_s": stream_rate,
-        "latency_1k_ms": {"p50": lat1k.p50_ms, "p99": lat1k.p99_ms, "max": lat1k.max_ms},
-        "latency_10k_ms": {"p50": lat10k.p50_ms, "p99": lat10k.p99_ms, "max": lat10k.max_ms},
+        "latency": lat.json(),
         "peak_rss_drain_mb": list.peak_rss_kib as f64 / 1024.0,
         "backlog": backlog,
         "peak_rss_backlog_mb": big.as_ref().map(|b| b.peak_rss_kib as f64 / 1024.0),

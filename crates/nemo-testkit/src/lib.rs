@@ -43,7 +43,7 @@ pub use certs::{CertOptions, Certs};
 pub use mosquitto::{Mosquitto, MosquittoBuilder};
 pub use postgres::PostgresServer;
 pub use process::HarnessError;
-pub use procstat::{cpu_seconds, rss_kib};
+pub use procstat::{TaskStats, ThreadStats, cpu_seconds, rss_kib, task_stats};
 pub use redis::{RedisBuilder, RedisServer};
 pub use redis_ha::{RedisClusterSet, RedisSentinelSet};
 

@@ -33,3 +33,112 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
+
+/// What the threads of a process have cost so far, summed over the threads alive now: CPU time
+/// in nanoseconds (`/proc/<pid>/task/*/schedstat`, exact, unlike the 10 ms ticks of
+/// [`cpu_seconds`]) and context switches (voluntary: the thread slept, i.e. a wake-up; and
+/// involuntary). For the idle cost of a process, where ticks are too coarse.
+///
+/// ```
+/// let now = nemo_testkit::task_stats(std::process::id()).expect("this process");
+/// assert!(now.cpu_ns > 0);
+/// assert!(!now.threads.is_empty());
+/// ```
+pub fn task_stats(pid: u32) -> Option<TaskStats> {
+    let mut total = TaskStats::default();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let dir = entry.path();
+        let Ok(sched) = std::fs::read_to_string(dir.join("schedstat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let thread = ThreadStats {
+            tid: entry.file_name().to_string_lossy().parse().unwrap_or(0),
+            name: std::fs::read_to_string(dir.join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            cpu_ns: sched
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            voluntary: field("voluntary_ctxt_switches:"),
+            involuntary: field("nonvoluntary_ctxt_switches:"),
+        };
+        total.cpu_ns += thread.cpu_ns;
+        total.voluntary += thread.voluntary;
+        total.involuntary += thread.involuntary;
+        total.threads.push(thread);
+    }
+    total.threads.sort_by_key(|t| t.tid);
+    Some(total)
+}
+
+/// The sum over a process's threads, and each thread; see [`task_stats`].
+#[derive(Debug, Clone, Default)]
+pub struct TaskStats {
+    /// CPU time on the CPU, nanoseconds.
+    pub cpu_ns: u64,
+    /// Voluntary context switches (the thread blocked: each is a later wake-up).
+    pub voluntary: u64,
+    /// Involuntary context switches (the thread was preempted).
+    pub involuntary: u64,
+    /// Each thread, by thread id.
+    pub threads: Vec<ThreadStats>,
+}
+
+/// One thread of [`TaskStats`].
+#[derive(Debug, Clone, Default)]
+pub struct ThreadStats {
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name (`comm`).
+    pub name: String,
+    /// CPU time, nanoseconds.
+    pub cpu_ns: u64,
+    /// Voluntary context switches.
+    pub voluntary: u64,
+    /// Involuntary context switches.
+    pub involuntary: u64,
+}
+
+impl TaskStats {
+    /// What was spent between `earlier` and `self` (per thread matched by id; threads that
+    /// started in between count whole).
+    ///
+    /// ```
+    /// let a = nemo_testkit::task_stats(std::process::id()).expect("this process");
+    /// let b = nemo_testkit::task_stats(std::process::id()).expect("this process");
+    /// assert!(b.since(&a).cpu_ns <= b.cpu_ns);
+    /// ```
+    pub fn since(&self, earlier: &TaskStats) -> TaskStats {
+        let mut out = TaskStats::default();
+        for t in &self.threads {
+            let before = earlier.threads.iter().find(|e| e.tid == t.tid);
+            let d = ThreadStats {
+                tid: t.tid,
+                name: t.name.clone(),
+                cpu_ns: t.cpu_ns - before.map_or(0, |b| b.cpu_ns.min(t.cpu_ns)),
+                voluntary: t.voluntary - before.map_or(0, |b| b.voluntary.min(t.voluntary)),
+                involuntary: t.involuntary - before.map_or(0, |b| b.involuntary.min(t.involuntary)),
+            };
+            out.cpu_ns += d.cpu_ns;
+            out.voluntary += d.voluntary;
+            out.involuntary += d.involuntary;
+            out.threads.push(d);
+        }
+        out
+    }
+}
