@@ -196,3 +196,40 @@ async fn waiting_for_redis_at_the_start_and_a_stop_meanwhile() -> TestResult {
     );
     Ok(())
 }
+
+/// An idle bridge waits for events in long blocking reads (`block_ms`, 5 s by default; here a
+/// minute): a stop interrupts the wait instead of waiting for it to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_idle_interrupts_the_waiting_read() -> TestResult {
+    let redis = RedisServer::start()?;
+    let broker = Mosquitto::start()?;
+    let setup = Setup::new();
+    let cfg = setup.config_with(
+        "idle.toml",
+        &redis.url(),
+        "block_ms = 60000\n",
+        &broker.url(),
+        "",
+        "",
+    );
+    let mut bridge = setup.bridge(&cfg, "idle");
+    assert!(
+        bridge.wait_ready(Duration::from_secs(20)),
+        "{}",
+        bridge.log()
+    );
+    // Long enough for the pipeline to be inside its blocking read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = Instant::now();
+    bridge.signal("-TERM");
+    let status = bridge.wait_exit(Duration::from_secs(30));
+    let took = t.elapsed();
+    assert_eq!(status, Some(Some(0)), "{}", bridge.log());
+    assert!(
+        took < Duration::from_secs(2),
+        "the stop waited for the blocking read: {took:?}\n{}",
+        bridge.log()
+    );
+    println!("stop while idle: {took:?}");
+    Ok(())
+}

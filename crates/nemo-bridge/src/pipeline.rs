@@ -58,7 +58,7 @@ use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use nemo_backoff::{Backoff, BackoffConfig};
 use nemo_mqtt::{EventSink, MqttError, OutMessage};
-use nemo_source::{Delivery, EventSource};
+use nemo_source::{Delivery, EventSource, Interrupter};
 use tracing::{debug, error, info, warn};
 
 use crate::watchdog::Heartbeat;
@@ -99,8 +99,9 @@ pub enum StopMode {
 pub struct PipelineOptions {
     /// Maximum number of items taken but not yet acked (the in-flight window). At least 1.
     pub window: usize,
-    /// How long one `take` may block while nothing is in flight. Bounds how late a stop request
-    /// is noticed while idle.
+    /// How long one `take` may block while nothing is in flight. A source with an
+    /// [`Interrupter`] is interrupted by a stop meanwhile; for one without, this bounds how late
+    /// a stop request is noticed while idle.
     pub take_wait: Duration,
     /// How long one `take` may block while items are in flight (then confirmations are due).
     pub busy_wait: Duration,
@@ -127,7 +128,7 @@ impl Default for PipelineOptions {
     fn default() -> Self {
         PipelineOptions {
             window: 256,
-            take_wait: Duration::from_millis(500),
+            take_wait: Duration::from_secs(5),
             busy_wait: Duration::from_millis(5),
             reconnect_poll: Duration::from_millis(50),
             drain_timeout: Duration::from_secs(10),
@@ -317,6 +318,7 @@ where
         if let Some(h) = &self.heartbeat {
             h.set_active(true);
         }
+        let interrupter = self.source.interrupter();
         loop {
             self.beat();
             // 1. Take note of every confirmation that is already there.
@@ -361,12 +363,21 @@ where
             //    room is free (a full window then refills in one call, not one per confirm).
             let room = self.opts.window.saturating_sub(self.slots.len());
             if room > 0 && (self.slots.is_empty() || room >= self.opts.batch) {
-                let wait = if self.slots.is_empty() {
+                let idle = self.slots.is_empty();
+                let wait = if idle {
                     self.opts.take_wait
                 } else {
                     self.opts.busy_wait
                 };
-                match self.source.take(room, wait).await {
+                // Idle, the take may wait long (take_wait): a stop meanwhile interrupts it.
+                let (taken, stopped) = match interrupter.as_ref().filter(|_| idle) {
+                    Some(interrupter) => {
+                        interruptible_take(&mut self.source, room, wait, interrupter, &mut stop)
+                            .await
+                    }
+                    None => (self.source.take(room, wait).await, None),
+                };
+                match taken {
                     Ok(deliveries) => {
                         if redis_down {
                             info!("queue: taking items again");
@@ -379,6 +390,9 @@ where
                             self.beat();
                         }
                         self.metrics.in_flight.set(self.slots.len() as f64);
+                        if let Some(mode) = stopped {
+                            return self.finish(mode).await;
+                        }
                         if got {
                             continue;
                         }
@@ -392,6 +406,9 @@ where
                         if !redis_down {
                             warn!(error = %e, "queue: take failed; retrying");
                             redis_down = true;
+                        }
+                        if let Some(mode) = stopped {
+                            return self.finish(mode).await;
                         }
                         if let Some(mode) = self.pause(&mut stop).await {
                             return self.finish(mode).await;
@@ -672,6 +689,51 @@ fn short_prefix(raw: &[u8]) -> String {
         s.push('…');
     }
     s
+}
+
+/// How often an interrupt is repeated while the interrupted take has not returned (it may not
+/// have been waiting yet when the stop came).
+const INTERRUPT_AGAIN: Duration = Duration::from_millis(100);
+
+/// `source.take(max, wait)`, interrupted if `stop` resolves meanwhile: then the take is still
+/// awaited to its end — it returns early, and what it took is admitted and handled by the stop
+/// like everything else in flight, so nothing is lost — and the stop's mode is returned with it.
+/// The interrupt runs in a task of its own, so that a stalled server cannot hold the stop up
+/// beyond the take's own timeout.
+async fn interruptible_take<S, F>(
+    source: &mut S,
+    max: usize,
+    wait: Duration,
+    interrupter: &Interrupter,
+    stop: &mut std::pin::Pin<&mut futures::future::Fuse<F>>,
+) -> (Result<Vec<Delivery>, S::Error>, Option<StopMode>)
+where
+    S: EventSource,
+    F: Future<Output = StopMode>,
+{
+    let take = source.take(max, wait);
+    tokio::pin!(take);
+    let mode = tokio::select! {
+        biased;
+        taken = &mut take => return (taken, None),
+        mode = stop => mode,
+    };
+    debug!("queue: stop requested while waiting for items; interrupting the wait");
+    loop {
+        let attempt = tokio::spawn(interrupter.interrupt());
+        let again = tokio::time::sleep(INTERRUPT_AGAIN);
+        tokio::pin!(again);
+        tokio::select! {
+            taken = &mut take => return (taken, Some(mode)),
+            () = &mut again => {}
+        }
+        // Not back yet: repeat once the last attempt ended (a stalled server: the take's own
+        // timeout ends it).
+        tokio::select! {
+            taken = &mut take => return (taken, Some(mode)),
+            _ = attempt => {}
+        }
+    }
 }
 
 #[cfg(test)]

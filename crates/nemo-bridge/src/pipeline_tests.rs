@@ -443,6 +443,7 @@ async fn works_with_the_mockall_mocks_of_the_seams() {
         .returning(|_| Ok(()));
     source.expect_nack().times(0);
     source.expect_dead_letter().times(0);
+    source.expect_interrupter().times(1).returning(|| None);
 
     let mut sink = MockEventSink::new();
     sink.expect_publish()
@@ -557,4 +558,126 @@ async fn the_watchdog_sees_a_pipeline_wedged_inside_the_sink() {
     assert!(silent > Duration::from_millis(200), "{silent:?}");
     assert_eq!(report.acked, 2);
     assert_eq!(hb.silent_for(), None, "inactive after the run");
+}
+
+/// A source whose take waits for its whole `wait` unless interrupted, like a `BLMOVE`; the
+/// first `deaf` interrupts are lost (they came before the take was blocked), and an
+/// interrupted take returns `on_interrupt` (an item that arrived at that moment).
+struct WaitingSource {
+    woken: Arc<tokio::sync::Notify>,
+    interrupts: Arc<std::sync::atomic::AtomicUsize>,
+    deaf: usize,
+    on_interrupt: Option<&'static str>,
+    acked: Arc<Mutex<Vec<Bytes>>>,
+}
+
+#[async_trait::async_trait]
+impl EventSource for WaitingSource {
+    type Error = RedisError;
+    async fn take(&mut self, _max: usize, wait: Duration) -> Result<Vec<Delivery>, RedisError> {
+        if tokio::time::timeout(wait, self.woken.notified())
+            .await
+            .is_err()
+        {
+            return Ok(vec![]);
+        }
+        Ok(self
+            .on_interrupt
+            .take()
+            .map(|raw| Delivery {
+                id: DeliveryId::List,
+                raw: Bytes::from_static(raw.as_bytes()),
+                redelivered: false,
+            })
+            .into_iter()
+            .collect())
+    }
+    async fn ack(&mut self, d: &[Delivery]) -> Result<(), RedisError> {
+        self.acked
+            .lock()
+            .unwrap()
+            .extend(d.iter().map(|d| d.raw.clone()));
+        Ok(())
+    }
+    async fn nack(&mut self, _d: &[Delivery]) -> Result<(), RedisError> {
+        Ok(())
+    }
+    async fn dead_letter(&mut self, _d: &Delivery, _e: &str) -> Result<(), RedisError> {
+        Ok(())
+    }
+    fn interrupter(&self) -> Option<Interrupter> {
+        let (woken, hits, deaf) = (self.woken.clone(), self.interrupts.clone(), self.deaf);
+        Some(Interrupter::new(move || {
+            if hits.fetch_add(1, Ordering::SeqCst) >= deaf {
+                woken.notify_waiters();
+            }
+            async {}
+        }))
+    }
+}
+
+async fn stop_while_idle(
+    deaf: usize,
+    on_interrupt: Option<&'static str>,
+) -> (Duration, usize, Vec<String>, Vec<Bytes>) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let source = WaitingSource {
+        woken: Arc::default(),
+        interrupts: Arc::default(),
+        deaf,
+        on_interrupt,
+        acked: acked.clone(),
+    };
+    let interrupts = source.interrupts.clone();
+    let sink = FakeSink::auto();
+    let mut p = Pipeline::new(
+        source,
+        sink.clone(),
+        passthrough,
+        PipelineOptions {
+            take_wait: Duration::from_secs(60),
+            ..opts(4)
+        },
+    );
+    let t = std::time::Instant::now();
+    // The whole run is bounded: without the interrupt it would wait 60 s.
+    let report = tokio::time::timeout(
+        Duration::from_secs(20),
+        p.run(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            StopMode::Drain
+        }),
+    )
+    .await
+    .expect("the stop interrupts the waiting take");
+    assert_eq!(report.acked as usize, acked.lock().unwrap().len());
+    let acked = acked.lock().unwrap().clone();
+    (
+        t.elapsed(),
+        interrupts.load(Ordering::SeqCst),
+        sink.published(),
+        acked,
+    )
+}
+
+#[tokio::test]
+async fn a_stop_while_idle_interrupts_the_waiting_take() {
+    let (took, interrupts, published, acked) = stop_while_idle(0, None).await;
+    assert_eq!(interrupts, 1);
+    assert!(published.is_empty() && acked.is_empty());
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[tokio::test]
+async fn an_interrupt_that_came_too_early_is_repeated() {
+    let (took, interrupts, _, _) = stop_while_idle(2, None).await;
+    assert_eq!(interrupts, 3, "two lost, the third ends the take");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[tokio::test]
+async fn an_item_taken_as_the_stop_came_is_published_and_acked() {
+    let (_, _, published, acked) = stop_while_idle(0, Some("last")).await;
+    assert_eq!(published, vec!["last".to_string()]);
+    assert_eq!(acked, vec![Bytes::from_static(b"last")]);
 }

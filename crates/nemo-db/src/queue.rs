@@ -83,6 +83,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Rows deleted per statement by [`QueueDb::purge_processed`].
 const PURGE_BATCH: i64 = 5_000;
+/// The longest a take waits for a notification before it looks at the table on its own
+/// (rows announced while the listening connection was down), whatever `wait` it was given;
+/// also how soon an idle bridge notices that its lock's session broke.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 // `ORDER BY q.id`, not `ORDER BY id`: the latter would name the output column (the cast),
 // which no index has, and turn every take into a sequential scan and a sort.
@@ -832,9 +836,10 @@ impl EventSource for TableSource {
         if !got.is_empty() || wait < Duration::from_millis(1) {
             return Ok(got);
         }
-        // Nothing yet: wait for a notification (or the end of `wait`), then look once more.
+        // Nothing yet: wait for a notification (or the end of `wait`, at most LOOK_EVERY),
+        // then look once more.
         let wake = self.wake.clone();
-        if tokio::time::timeout(wait, wake.notify.notified())
+        if tokio::time::timeout(wait.min(LOOK_EVERY), wake.notify.notified())
             .await
             .is_err()
         {

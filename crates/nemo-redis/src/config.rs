@@ -52,7 +52,7 @@ impl fmt::Display for Mode {
 /// group = "nemo-bridge"               # stream mode: consumer group
 /// # consumer = "host-1234"            # stream mode: consumer name (default hostname-pid)
 /// claim_idle_ms = 30000               # stream mode: reclaim entries idle this long from dead consumers
-/// block_ms = 1000                     # longest single blocking read
+/// block_ms = 5000                     # longest single blocking read
 /// lease = true                        # list mode: single active bridge per queue
 /// lease_ttl_ms = 10000
 /// ```
@@ -88,7 +88,9 @@ pub struct RedisConfig {
     /// Stream mode: entries pending longer than this in another consumer are claimed.
     pub claim_idle_ms: u64,
     /// Longest single blocking read (`BLMOVE`/`XREADGROUP BLOCK`), in ms; `take`
-    /// waits at most `min(wait, block_ms)`.
+    /// waits at most `min(wait, block_ms)`. A blocking read returns at once when an item
+    /// arrives, and the bridge interrupts it on a stop ([`crate::Interrupter`]): this only sets
+    /// how often an idle bridge asks Redis again.
     pub block_ms: u64,
     /// Client-side timeout of non-blocking commands, in ms.
     pub command_timeout_ms: u64,
@@ -121,7 +123,7 @@ impl Default for RedisConfig {
             group: "nemo-bridge".into(),
             consumer: None,
             claim_idle_ms: 30_000,
-            block_ms: 1_000,
+            block_ms: 5_000,
             command_timeout_ms: 5_000,
             lease: true,
             lease_ttl_ms: 10_000,

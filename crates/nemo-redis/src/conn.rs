@@ -442,6 +442,27 @@ impl Script {
     }
 }
 
+/// An [`Interrupter`](crate::Interrupter) for the blocking reads (`BLMOVE`, `XREADGROUP BLOCK`)
+/// of `client`, a client of its own: `CLIENT UNBLOCK <its connection id> TIMEOUT`, sent over
+/// fred's back channel, makes the waiting read return as if its timeout had passed — a nil
+/// reply, nothing moved, nothing ambiguous. With nothing blocked it does nothing. It is
+/// bounded by the command timeout (the back channel's), so a caller that must not wait for a
+/// stalled Redis runs it in a task of its own.
+pub(crate) fn unblocker(client: &Client) -> crate::Interrupter {
+    let client = client.clone();
+    crate::Interrupter::new(move || {
+        let client = client.clone();
+        async move {
+            if let Err(e) = client
+                .unblock_self(Some(fred::types::ClientUnblockFlag::Timeout))
+                .await
+            {
+                tracing::debug!(error = %e, "redis: interrupt found no blocked read");
+            }
+        }
+    })
+}
+
 /// A custom (possibly blocking) command; the cluster slot is taken from the first key.
 pub(crate) fn custom(name: &'static str, blocking: bool) -> CustomCommand {
     CustomCommand::new_static(name, fred::types::ClusterHash::FirstKey, blocking)

@@ -104,7 +104,7 @@ pub use producer::Producer;
 pub use pubsub::PubSubSource;
 #[cfg(feature = "mock")]
 pub use source::MockEventSource;
-pub use source::{Delivery, DeliveryId, EventSource};
+pub use source::{Delivery, DeliveryId, EventSource, Interrupter};
 pub use stats::QueueStats;
 pub use stream::StreamSource;
 

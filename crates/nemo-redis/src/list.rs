@@ -41,9 +41,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::*;
 
-use crate::conn::{Script, arg, bytes_array, bytes_of, custom, int_of, once};
+use crate::conn::{Script, arg, bytes_array, bytes_of, custom, int_of, once, unblocker};
 use crate::dead::DeadRecord;
-use crate::{Delivery, DeliveryId, EventSource, Keys, Redis, RedisError};
+use crate::{Delivery, DeliveryId, EventSource, Interrupter, Keys, Redis, RedisError};
 
 /// Move up to ARGV[1] items from the right of KEYS[1] to the left of KEYS[2]; return them, oldest first.
 ///
@@ -132,7 +132,7 @@ return n"#,
 /// Items moved back per recovery script call (keeps each script short).
 const RECOVER_CHUNK: usize = 10_000;
 /// Slack added to a blocking read's client-side timeout.
-const BLOCK_SLACK: Duration = Duration::from_secs(5);
+const BLOCK_SLACK: Duration = Duration::from_secs(2);
 
 /// The reliable list consumer (default mode). See the [module docs](self).
 ///
@@ -160,6 +160,9 @@ pub struct ListSource {
     resync: bool,
     /// The next this-many items at the right end were delivered before.
     redeliver: u64,
+    /// The last blocking read timed out: the queue was empty, so the next take starts with
+    /// `BLMOVE` instead of the take script (half the commands of an idle bridge).
+    empty: bool,
 }
 
 impl ListSource {
@@ -180,6 +183,7 @@ impl ListSource {
             recovered: false,
             resync: false,
             redeliver: 0,
+            empty: false,
         })
     }
 
@@ -347,15 +351,23 @@ impl EventSource for ListSource {
         if self.resync {
             self.resynchronise().await?;
         }
-        let mut items = match self.take_script(max).await {
-            Ok(items) => items,
-            Err(e) => {
-                self.resync = true;
-                return Err(e);
+        let wait = wait.min(self.block);
+        let block = wait >= Duration::from_millis(1);
+        // After a blocking read that timed out, go straight to the next one: it returns at
+        // once if anything arrived meanwhile (then the script tops the batch up).
+        let mut items = if self.empty && block {
+            Vec::new()
+        } else {
+            match self.take_script(max).await {
+                Ok(items) => items,
+                Err(e) => {
+                    self.resync = true;
+                    return Err(e);
+                }
             }
         };
-        let wait = wait.min(self.block);
-        if items.is_empty() && wait >= Duration::from_millis(1) {
+        self.empty = false;
+        if items.is_empty() && block {
             match self.blmove(wait).await {
                 Ok(Some(first)) => {
                     items.push(first);
@@ -372,7 +384,7 @@ impl EventSource for ListSource {
                 // Sent as a custom command, a BLMOVE timeout is a nil reply (fred's
                 // `blmove()` would turn it into `Err(Timeout)`, indistinguishable from a
                 // client-side timeout, which *is* ambiguous).
-                Ok(None) => {}
+                Ok(None) => self.empty = true,
                 Err(e) => {
                     self.resync = true;
                     return Err(e);
@@ -467,6 +479,12 @@ impl EventSource for ListSource {
             .await
             .map_err(RedisError::cmd("LLEN"))?;
         Ok(Some(n.max(0) as u64))
+    }
+
+    /// Ends a waiting `BLMOVE` as if it had timed out: `CLIENT UNBLOCK <id> TIMEOUT` on the
+    /// blocking client's connection, over fred's back channel (a nil reply: nothing moved).
+    fn interrupter(&self) -> Option<Interrupter> {
+        Some(unblocker(&self.blocking))
     }
 }
 

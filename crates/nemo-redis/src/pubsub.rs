@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::conn::bytes_of;
-use crate::{DeadLetters, Delivery, DeliveryId, EventSource, Redis, RedisError};
+use crate::{DeadLetters, Delivery, DeliveryId, EventSource, Interrupter, Redis, RedisError};
 
 /// The pub/sub consumer. See the [module docs](self).
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub struct PubSubSource {
     seq: u64,
     dead: DeadLetters,
     tasks: Vec<JoinHandle<()>>,
+    /// Ends a waiting take (see [`EventSource::interrupter`]).
+    interrupt: Arc<tokio::sync::Notify>,
 }
 
 impl PubSubSource {
@@ -91,6 +93,7 @@ impl PubSubSource {
             seq: 0,
             dead: DeadLetters::new(redis),
             tasks: vec![forward, resub],
+            interrupt: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -134,10 +137,13 @@ impl EventSource for PubSubSource {
         let first = match self.rx.try_recv() {
             Ok(b) => Some(b),
             Err(_) if wait.is_zero() => None,
-            Err(_) => tokio::time::timeout(wait, self.rx.recv())
-                .await
-                .ok()
-                .flatten(),
+            Err(_) => {
+                let interrupted = self.interrupt.notified();
+                tokio::select! {
+                    got = tokio::time::timeout(wait, self.rx.recv()) => got.ok().flatten(),
+                    () = interrupted => None,
+                }
+            }
         };
         let Some(first) = first else { return Ok(out) };
         out.push(self.deliver(first));
@@ -170,5 +176,15 @@ impl EventSource for PubSubSource {
 
     async fn depth(&mut self) -> Result<Option<u64>, RedisError> {
         Ok(Some(self.rx.len() as u64))
+    }
+
+    /// Ends a waiting take at once (receiving from the local buffer is cancel-safe: nothing
+    /// is lost).
+    fn interrupter(&self) -> Option<Interrupter> {
+        let n = self.interrupt.clone();
+        Some(Interrupter::new(move || {
+            n.notify_one();
+            async {}
+        }))
     }
 }

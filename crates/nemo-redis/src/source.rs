@@ -6,4 +6,4 @@
 
 #[cfg(feature = "mock")]
 pub use nemo_source::MockEventSource;
-pub use nemo_source::{Delivery, DeliveryId, EventSource};
+pub use nemo_source::{Delivery, DeliveryId, EventSource, Interrupter};

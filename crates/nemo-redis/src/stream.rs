@@ -30,9 +30,9 @@ use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::{ClusterHash, CustomCommand};
 
-use crate::conn::{Script, bytes_of, int_of, once};
+use crate::conn::{Script, bytes_of, int_of, once, unblocker};
 use crate::dead::DeadRecord;
-use crate::{Delivery, DeliveryId, EventSource, Keys, Redis, RedisError};
+use crate::{Delivery, DeliveryId, EventSource, Interrupter, Keys, Redis, RedisError};
 
 /// XACK (and optionally XDEL) ARGV[3..] in group ARGV[1]; ARGV[2] = '1' to delete.
 static ACK: Script = Script::new(
@@ -55,7 +55,7 @@ return n"#,
 );
 
 const ACK_CHUNK: usize = 1_000;
-const BLOCK_SLACK: Duration = Duration::from_secs(5);
+const BLOCK_SLACK: Duration = Duration::from_secs(2);
 
 /// The stream consumer. See the [module docs](self).
 #[derive(Debug)]
@@ -399,6 +399,12 @@ impl EventSource for StreamSource {
             .await
             .map_err(RedisError::cmd("XLEN"))?;
         Ok(Some(n.max(0) as u64))
+    }
+
+    /// Ends a waiting `XREADGROUP BLOCK` as if it had timed out (`CLIENT UNBLOCK <id> TIMEOUT`
+    /// over fred's back channel): nothing is read, so nothing enters the pending list.
+    fn interrupter(&self) -> Option<Interrupter> {
+        Some(unblocker(&self.blocking))
     }
 }
 

@@ -295,3 +295,35 @@ async fn redis_kill_and_restart_during_stream_consumption_loses_nothing() -> Tes
     );
     Ok(())
 }
+
+/// The interrupter ends a long `XREADGROUP BLOCK` at once with nothing read (so nothing enters
+/// the pending list), and the source goes on as before.
+#[tokio::test]
+async fn an_interrupted_blocking_read_returns_at_once_and_reads_nothing() -> TestResult {
+    let server = RedisServer::start()?;
+    let cfg = RedisConfig {
+        block_ms: 60_000,
+        ..config(&server, Mode::Stream, KEY)
+    };
+    let redis = connect_cfg(&cfg).await;
+    let mut src = StreamSource::new(&redis).await?;
+    let interrupt = src.interrupter().expect("stream mode can be interrupted");
+    let t = Instant::now();
+    let (got, ()) = tokio::join!(src.take(10, Duration::from_secs(60)), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        interrupt.interrupt().await;
+    });
+    assert!(got?.is_empty());
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let pending = server.cli(&["XPENDING", KEY, "nemo-bridge"])?;
+    assert!(pending.starts_with('0'), "nothing pending: {pending}");
+    redis
+        .producer()
+        .enqueue_raw_many(&[b"after".as_slice()])
+        .await?;
+    let got = src.take(10, Duration::from_secs(60)).await?;
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].raw[..], b"after");
+    src.ack(&got).await?;
+    Ok(())
+}

@@ -48,7 +48,60 @@
 //! # }).unwrap();
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Makes a source's waiting [`EventSource::take`] return early, losing and reordering nothing:
+/// the take returns what it has (usually nothing) as if its `wait` had ended. For a stop that
+/// is prompt while the queue is idle, however long an idle take waits.
+///
+/// An interrupt that comes before the take blocks may have no effect (the take then ends
+/// within its `wait` as usual): a caller that must not wait repeats it until the take returned.
+/// An interrupt must never block for long; it is safe to call at any time, also when no take
+/// is running.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use nemo_source::Interrupter;
+///
+/// let fired = Arc::new(AtomicBool::new(false));
+/// let f = fired.clone();
+/// let interrupt = Interrupter::new(move || {
+///     f.store(true, Ordering::Relaxed);
+///     async {}
+/// });
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// interrupt.interrupt().await;
+/// # });
+/// assert!(fired.load(Ordering::Relaxed));
+/// ```
+#[derive(Clone)]
+pub struct Interrupter(Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>);
+
+impl Interrupter {
+    /// An interrupter that runs `f` (and awaits the future it returns) on each interrupt.
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Interrupter(Arc::new(move || Box::pin(f())))
+    }
+
+    /// Interrupt the take that is waiting now, if any.
+    pub fn interrupt(&self) -> impl Future<Output = ()> + Send + 'static {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Interrupter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupter")
+    }
+}
 
 /// Where a delivery came from, so that `ack`/`nack` can find it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +158,11 @@ pub trait EventSource: Send {
     /// Items waiting to be taken, if the source can tell (for metrics).
     async fn depth(&mut self) -> Result<Option<u64>, Self::Error> {
         Ok(None)
+    }
+    /// A handle that ends a waiting `take` early (see [`Interrupter`]); `None` (the default)
+    /// when the source has none, and its takes end within their `wait`.
+    fn interrupter(&self) -> Option<Interrupter> {
+        None
     }
 }
 
@@ -163,6 +221,9 @@ impl<S: EventSource> EventSource for Erased<S> {
     async fn depth(&mut self) -> Result<Option<u64>, SourceError> {
         self.0.depth().await.map_err(SourceError::new)
     }
+    fn interrupter(&self) -> Option<Interrupter> {
+        self.0.interrupter()
+    }
 }
 
 /// A boxed source is a source (e.g. `Box<dyn EventSource<Error = E>>`).
@@ -183,6 +244,9 @@ impl<S: EventSource + ?Sized> EventSource for Box<S> {
     }
     async fn depth(&mut self) -> Result<Option<u64>, S::Error> {
         (**self).depth().await
+    }
+    fn interrupter(&self) -> Option<Interrupter> {
+        (**self).interrupter()
     }
 }
 
@@ -248,5 +312,29 @@ mod tests {
         assert_eq!(e.to_string(), "backend says no");
         assert!(e.downcast_ref::<No>().is_some());
         assert_eq!(s.depth().await.unwrap(), None);
+        assert!(s.interrupter().is_none());
+    }
+
+    /// The interrupter of a source survives boxing and erasing (the bridge holds a
+    /// `BoxedSource` of a `Box<dyn EventSource>`).
+    #[tokio::test]
+    async fn boxed_forwards_the_interrupter() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let mut mock = MockEventSource::new();
+        mock.expect_interrupter().returning(move || {
+            let h = h.clone();
+            Some(Interrupter::new(move || {
+                h.fetch_add(1, Ordering::Relaxed);
+                async {}
+            }))
+        });
+        let inner: Box<dyn EventSource<Error = SourceError>> = Box::new(mock);
+        let s = boxed(inner);
+        let i = s.interrupter().expect("forwarded");
+        i.interrupt().await;
+        i.clone().interrupt().await;
+        assert_eq!(hits.load(Ordering::Relaxed), 2);
     }
 }
