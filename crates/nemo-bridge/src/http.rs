@@ -163,7 +163,7 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 }
 
 /// How often the Prometheus recorder drains histogram samples into its summaries.
-const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 struct AppState {

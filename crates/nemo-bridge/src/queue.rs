@@ -33,6 +33,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// How often a standby tries the queue's advisory lock.
 const LOCK_POLL: Duration = Duration::from_secs(1);
+/// How long one read of the control list blocks: it returns at once when a command arrives,
+/// so this only sets how often an idle bridge asks (one of its few Redis commands at rest).
+const CONTROL_WAIT: Duration = Duration::from_secs(5);
+/// How often the depth gauge and Redis's health (`/readyz`) are refreshed.
+const STATS_EVERY: Duration = Duration::from_secs(5);
 
 /// What NEMO's status view shows about the bridge (`bridge_diagnostics`), kept up to date by
 /// the lifecycle. No field may hold a secret.
@@ -333,7 +338,7 @@ impl RedisQueue {
             tokio::spawn(async move {
                 let mut failing = false;
                 loop {
-                    match control_list.next(Duration::from_secs(1)).await {
+                    match control_list.next(CONTROL_WAIT).await {
                         Ok(Some(ControlCommand::ReloadConfig)) => {
                             failing = false;
                             info!("control: reload_config requested");
@@ -371,7 +376,7 @@ impl RedisQueue {
             }
         });
 
-        // Queue depth gauge and Redis health, every few seconds. Bounded by the command
+        // Queue depth gauge and Redis health, every `STATS_EVERY`. Bounded by the command
         // timeout: a Redis that stalls (accepts, never answers) makes /readyz say so.
         let stats_task = {
             let stats = redis.stats();
@@ -401,7 +406,7 @@ impl RedisQueue {
                             }
                         }
                     }
-                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    tokio::time::sleep(STATS_EVERY).await;
                 }
             })
         };

@@ -124,7 +124,7 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Watch `heartbeat` on a new thread, checking every `limit / 10` (between 10 ms and 1 s).
+    /// Watch `heartbeat` on a new thread, checking every `limit / 10` (between 10 ms and 5 s).
     /// When an active heartbeat has been silent for more than its limit — `limit`, or what
     /// [`Heartbeat::set_limit`] set later — call `on_stall` once with the silence and end.
     ///
@@ -137,7 +137,7 @@ impl Watchdog {
         heartbeat.set_limit(limit);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
-        let every = (limit / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let every = (limit / 10).clamp(Duration::from_millis(10), Duration::from_secs(5));
         let thread = std::thread::Builder::new()
             .name("nemo-watchdog".into())
             .spawn(move || {
