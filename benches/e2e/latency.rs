@@ -112,6 +112,8 @@ pub(crate) struct Burst {
 pub(crate) struct Idle {
     pub secs: f64,
     pub cpu_ms: f64,
+    /// CPU in % of a core of each 10 s window, sorted.
+    pub window_pct: Vec<f64>,
     pub voluntary_per_s: f64,
     pub involuntary_per_s: f64,
     /// (thread name, CPU ms, voluntary switches/s).
@@ -338,6 +340,9 @@ async fn burst(rc: &Client, counter: &Counter, n: usize, seq: &mut usize) -> Res
     })
 }
 
+/// Length of one window of the idle measurement, seconds.
+const IDLE_WINDOW_S: usize = 10;
+
 /// CPU, wake-ups, Redis commands and memory of the bridge `pid` over `secs` without events.
 async fn idle_cost(redis: &RedisServer, pid: u32, secs: usize) -> Res<Idle> {
     let monitor_out = tempfile::NamedTempFile::new()?;
@@ -351,8 +356,21 @@ async fn idle_cost(redis: &RedisServer, pid: u32, secs: usize) -> Res<Idle> {
     let redis_before = task_stats(redis_pid).unwrap_or_default();
     let before = task_stats(pid).ok_or("cannot read the bridge's /proc entries")?;
     let t0 = std::time::Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs as u64)).await;
-    let after = task_stats(pid).ok_or("cannot read the bridge's /proc entries")?;
+    // In windows of 10 s: a shared machine slows every wake-up now and then (the same idle
+    // bridge measured 0.03 % and 0.07 % of a core a minute apart), so the median window is
+    // reported next to the whole.
+    let mut windows = Vec::new();
+    let mut last = before.clone();
+    let mut last_t = t0;
+    for _ in 0..secs.div_ceil(IDLE_WINDOW_S) {
+        tokio::time::sleep(Duration::from_secs(IDLE_WINDOW_S as u64)).await;
+        let now = task_stats(pid).ok_or("cannot read the bridge's /proc entries")?;
+        let dt = last_t.elapsed().as_secs_f64();
+        windows.push(now.since(&last).cpu_ns as f64 / 1e6 / (dt * 10.0));
+        last = now;
+        last_t = std::time::Instant::now();
+    }
+    let after = last;
     let elapsed = t0.elapsed().as_secs_f64();
     let redis_spent = task_stats(redis_pid)
         .unwrap_or_default()
@@ -360,6 +378,7 @@ async fn idle_cost(redis: &RedisServer, pid: u32, secs: usize) -> Res<Idle> {
     let _ = monitor.kill();
     let _ = monitor.wait();
     let spent = after.since(&before);
+    windows.sort_by(f64::total_cmp);
     // MONITOR lines: `<time> [<db> <client addr>] "CMD" ...`; script-internal calls show
     // `[<db> lua]`. The first line is MONITOR's own OK.
     let text = std::fs::read_to_string(monitor_out.path())?;
@@ -378,6 +397,7 @@ async fn idle_cost(redis: &RedisServer, pid: u32, secs: usize) -> Res<Idle> {
     Ok(Idle {
         secs: elapsed,
         cpu_ms: spent.cpu_ns as f64 / 1e6,
+        window_pct: windows,
         voluntary_per_s: spent.voluntary as f64 / elapsed,
         involuntary_per_s: spent.involuntary as f64 / elapsed,
         threads: spent
@@ -471,6 +491,15 @@ impl LatencyReport {
                 format!("idle {:.0} s: CPU (% of a core)", i.secs),
                 format!("{:.1} ms ({:.3}%)", i.cpu_ms, i.cpu_ms / (i.secs * 10.0))
             );
+            let w = &i.window_pct;
+            if !w.is_empty() {
+                let _ = writeln!(
+                    t,
+                    "{:<44} {:>14}",
+                    format!("idle: 10 s windows (n={}) min/median/max", w.len()),
+                    format!("{:.3}/{:.3}/{:.3}%", w[0], w[w.len() / 2], w[w.len() - 1])
+                );
+            }
             let _ = writeln!(
                 t,
                 "{:<44} {:>14}",
@@ -561,6 +590,7 @@ impl LatencyReport {
                 "secs": i.secs,
                 "cpu_ms": i.cpu_ms,
                 "cpu_pct_of_core": i.cpu_ms / (i.secs * 10.0),
+                "cpu_pct_of_core_10s_windows_sorted": i.window_pct,
                 "wakeups_per_s": i.voluntary_per_s,
                 "preempted_per_s": i.involuntary_per_s,
                 "threads": i.threads.iter().map(|(n, ms, w)| serde_json::json!({"name": n, "cpu_ms": ms, "wakeups_per_s": w})).collect::<Vec<_>>(),

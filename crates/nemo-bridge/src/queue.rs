@@ -35,7 +35,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 const LOCK_POLL: Duration = Duration::from_secs(1);
 /// How long one read of the control list blocks: it returns at once when a command arrives,
 /// so this only sets how often an idle bridge asks (one of its few Redis commands at rest).
-const CONTROL_WAIT: Duration = Duration::from_secs(5);
+const CONTROL_WAIT: Duration = Duration::from_secs(30);
 /// How often the depth gauge and Redis's health (`/readyz`) are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(5);
 
