@@ -354,7 +354,7 @@ impl EventSource for ListSource {
         let wait = wait.min(self.block);
         let block = wait >= Duration::from_millis(1);
         // After a blocking read that timed out, go straight to the next one: it returns at
-        // once if anything arrived meanwhile (then the script tops the batch up).
+        // once if anything arrived meanwhile (the next take collects the rest).
         let mut items = if self.empty && block {
             Vec::new()
         } else {
@@ -369,18 +369,10 @@ impl EventSource for ListSource {
         self.empty = false;
         if items.is_empty() && block {
             match self.blmove(wait).await {
-                Ok(Some(first)) => {
-                    items.push(first);
-                    if max > 1 {
-                        match self.take_script(max - 1).await {
-                            Ok(more) => items.extend(more),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "redis: top-up after BLMOVE failed; resynchronising before the next take");
-                                self.resync = true;
-                            }
-                        }
-                    }
-                }
+                // The first item after a wait goes out at once: topping the batch up here
+                // would put one more round trip on the latency path of every event of a quiet
+                // queue. The next take (the script: `empty` is false) collects the rest.
+                Ok(Some(first)) => items.push(first),
                 // Sent as a custom command, a BLMOVE timeout is a nil reply (fred's
                 // `blmove()` would turn it into `Err(Timeout)`, indistinguishable from a
                 // client-side timeout, which *is* ambiguous).
