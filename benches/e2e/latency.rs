@@ -48,6 +48,33 @@ pub(crate) struct Run {
     pub machine_pauses: Vec<(f64, f64)>,
     /// The pusher's worst lateness against its schedule, ms.
     pub push_late_max_ms: f64,
+    /// CPU time the hypervisor gave to other guests (`steal` in `/proc/stat`), % of the
+    /// machine's CPU time during the run.
+    pub steal_pct: f64,
+}
+
+/// (steal, total) jiffies of all CPUs so far, from `/proc/stat`.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (
+        fields.get(7).copied().unwrap_or(0),
+        fields.iter().take(8).sum(),
+    )
+}
+
+/// The share of CPU time stolen by the hypervisor between `before` and now, in %.
+fn steal_since(before: (u64, u64)) -> f64 {
+    let now = cpu_jiffies();
+    let total = now.1.saturating_sub(before.1).max(1);
+    now.0.saturating_sub(before.0) as f64 * 100.0 / total as f64
 }
 
 /// A thread that sleeps 1 ms at a time and records every oversleep over 5 ms: pauses of the
@@ -124,6 +151,8 @@ pub(crate) struct Idle {
     pub redis_by_command: BTreeMap<String, u64>,
     pub redis_cpu_ms: f64,
     pub rss_kib: u64,
+    /// CPU steal during the idle period, % (see [`Run::steal_pct`]).
+    pub steal_pct: f64,
 }
 
 pub(crate) struct LatencyReport {
@@ -233,6 +262,7 @@ async fn steady(
 ) -> Res<Run> {
     counter.reset();
     let _ = probe.take();
+    let jiffies = cpu_jiffies();
     let total = rate * secs;
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let start = tokio::time::Instant::now();
@@ -255,6 +285,7 @@ async fn steady(
         .wait_for(total as u64, Duration::from_secs(60))
         .await;
     let pauses = probe.take();
+    let steal_pct = steal_since(jiffies);
     let (lat, pushed_at) = counter.samples();
     // A slow event is the machine's doing when a probe pause or a late push (which ends
     // when the push happens) overlaps the time it was on its way.
@@ -301,6 +332,7 @@ async fn steady(
             .map(|&(s, len)| (s.saturating_sub(start_ns) as f64 / 1e9, len as f64 / 1e6))
             .collect(),
         push_late_max_ms: late_max.as_secs_f64() * 1e3,
+        steal_pct,
     })
 }
 
@@ -354,6 +386,7 @@ async fn idle_cost(redis: &RedisServer, pid: u32, secs: usize) -> Res<Idle> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let redis_pid = redis.pid().unwrap_or(0);
     let redis_before = task_stats(redis_pid).unwrap_or_default();
+    let jiffies = cpu_jiffies();
     let before = task_stats(pid).ok_or("cannot read the bridge's /proc entries")?;
     let t0 = std::time::Instant::now();
     // In windows of 10 s: a shared machine slows every wake-up now and then (the same idle
@@ -415,6 +448,7 @@ async fn idle_cost(redis: &RedisServer, pid: u32, secs: usize) -> Res<Idle> {
         redis_by_command: by_command,
         redis_cpu_ms: redis_spent.cpu_ns as f64 / 1e6,
         rss_kib: rss_kib(pid).map_or(0, |(rss, _)| rss),
+        steal_pct: steal_since(jiffies),
     })
 }
 
@@ -451,15 +485,14 @@ impl LatencyReport {
                     at.join(", ")
                 );
             }
-            if !r.machine_pauses.is_empty() || r.push_late_max_ms > 5.0 {
-                let worst = r.machine_pauses.iter().map(|p| p.1).fold(0.0, f64::max);
-                let _ = writeln!(
-                    t,
-                    "    machine paused {} times over 5 ms (worst {worst:.1} ms); pusher late by up to {:.1} ms",
-                    r.machine_pauses.len(),
-                    r.push_late_max_ms
-                );
-            }
+            let worst = r.machine_pauses.iter().map(|p| p.1).fold(0.0, f64::max);
+            let _ = writeln!(
+                t,
+                "    machine paused {} times over 5 ms (worst {worst:.1} ms); pusher late by up to {:.1} ms; CPU steal {:.1}%",
+                r.machine_pauses.len(),
+                r.push_late_max_ms,
+                r.steal_pct
+            );
         }
         if let Some(l) = &self.fast {
             let _ = writeln!(
@@ -488,7 +521,10 @@ impl LatencyReport {
             let _ = writeln!(
                 t,
                 "{:<44} {:>14}",
-                format!("idle {:.0} s: CPU (% of a core)", i.secs),
+                format!(
+                    "idle {:.0} s (CPU steal {:.1}%): CPU, % of a core",
+                    i.secs, i.steal_pct
+                ),
                 format!("{:.1} ms ({:.3}%)", i.cpu_ms, i.cpu_ms / (i.secs * 10.0))
             );
             let w = &i.window_pct;
@@ -578,6 +614,7 @@ impl LatencyReport {
                 "over_20ms_at_s_ms": r.stall_at,
                 "machine_pauses_over_5ms_at_s_ms": r.machine_pauses,
                 "pusher_late_max_ms": r.push_late_max_ms,
+                "cpu_steal_pct": r.steal_pct,
             })).collect::<Vec<_>>(),
             "rate_10k_ms": self.fast.as_ref().map(lat),
             "bursts": self.bursts.iter().map(|b| serde_json::json!({
@@ -598,6 +635,7 @@ impl LatencyReport {
                 "redis_commands": i.redis_by_command,
                 "redis_cpu_ms": i.redis_cpu_ms,
                 "rss_mb": i.rss_kib as f64 / 1024.0,
+                "cpu_steal_pct": i.steal_pct,
             })),
             "first_after_idle_ms": self.first_after_idle_ms,
             "after_1_3s_gap_ms": self.after_gap_ms,
