@@ -757,29 +757,15 @@ async fn main() -> Res<()> {
     // NEMO_BENCH_ONLY=latency: only section 3 (latency, bursts, idle cost).
     if std::env::var("NEMO_BENCH_ONLY").as_deref() == Ok("latency") {
         let l = latency::run(&redis, &broker, &counter, dir.path()).await?;
-        println!("\n{}", l.rows());
-        let json = serde_json::json!({
-            "when_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            "machine": machine(),
-            "latency": l.json(),
-            "load_avg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-        });
         if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
             let _ = dir.keep();
         }
-        return write_results(&json);
+        return section_only("latency", &l.rows(), l.json());
     }
     // NEMO_BENCH_ONLY=table: only section 6 (the queue of plugin 2.x).
     if std::env::var("NEMO_BENCH_ONLY").as_deref() == Ok("table") {
         let t = table::run(&broker, &counter, dir.path()).await?;
-        println!("\n{}", t.rows());
-        let json = serde_json::json!({
-            "when_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            "machine": machine(),
-            "table": t.json(),
-            "load_avg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-        });
-        return write_results(&json);
+        return section_only("table", &t.rows(), t.json());
     }
 
     let payloads: Vec<(String, String)> = (0..n)
@@ -1015,6 +1001,19 @@ async fn main() -> Res<()> {
     if std::env::var_os("NEMO_BENCH_VERBOSE").is_some() {
         let _ = dir.keep();
     }
+    write_results(&json)
+}
+
+/// `NEMO_BENCH_ONLY`: print one section's table and write its results file, with the time,
+/// the machine and its load.
+fn section_only(key: &str, rows: &str, value: serde_json::Value) -> Res<()> {
+    println!("\n{rows}");
+    let mut json = serde_json::json!({
+        "when_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "machine": machine(),
+        "load_avg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+    });
+    json[key] = value;
     write_results(&json)
 }
 
