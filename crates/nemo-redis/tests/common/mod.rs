@@ -57,3 +57,24 @@ pub fn config_url(url: &str, mode: Mode, key: &str) -> RedisConfig {
         ..Default::default()
     }
 }
+
+/// A take of `src` with a 60 s wait, interrupted by its interrupter after 200 ms: it must
+/// return nothing (a nil reply, not an error), long before the wait ends.
+pub async fn take_interrupted<S: nemo_redis::EventSource>(src: &mut S) -> TestResult
+where
+    S::Error: Send + Sync + 'static,
+{
+    let interrupt = src.interrupter().expect("the source can be interrupted");
+    let t = std::time::Instant::now();
+    let (got, ()) = tokio::join!(src.take(10, std::time::Duration::from_secs(60)), async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        interrupt.interrupt().await;
+    });
+    assert!(got?.is_empty());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+    Ok(())
+}
