@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use nemo_bridge::Control;
 use nemo_bridge::config::{flag, layered};
-use nemo_bridge::run::Control;
 use nemo_bridge::settings::{Phase, RowLayer, Settings, connect_nemo_db};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,8 +1,9 @@
 //! The operations endpoint: `/healthz`, `/readyz`, `/metrics`.
 //!
 //! * `/healthz` answers 200 while the process is up (a liveness probe).
-//! * `/readyz` answers 200 only while the bridge is connected to Redis and to the broker and
-//!   holds the lease (when a lease is required); otherwise 503 with a JSON reason, e.g.
+//! * `/readyz` answers 200 only while the bridge reaches its queue (Redis, or NEMO's database
+//!   for the queue table of plugin 2.x) and the broker and holds the single-active lock (when
+//!   one is required); otherwise 503 with a JSON reason, e.g.
 //!   `{"ready":false,"reason":"standby: another bridge holds the lease"}`. A ready bridge may
 //!   still carry a remark in `reason` (200), e.g. `{"ready":true,"reason":"nemo: no enabled row
 //!   in nemo_mqtt_mqttconfiguration; using the file's settings"}`.
@@ -11,7 +12,7 @@
 //! ```
 //! use nemo_bridge::http::Health;
 //! let h = Health::default();
-//! h.set_redis(true);
+//! h.set_queue_reachable(true);
 //! h.set_mqtt(true);
 //! assert_eq!(h.not_ready_reason(), None);
 //! h.set_lease_required(true);
@@ -34,7 +35,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 /// What `/readyz` looks at; shared by the lifecycle tasks.
 #[derive(Debug, Default)]
 pub struct Health {
-    redis: AtomicBool,
+    queue: AtomicBool,
     mqtt: AtomicBool,
     lease_required: AtomicBool,
     lease_held: AtomicBool,
@@ -57,12 +58,13 @@ pub enum Note {
 }
 
 impl Health {
-    /// Redis reachable.
-    pub fn set_redis(&self, up: bool) {
-        self.redis.store(up, Ordering::Relaxed);
+    /// The queue's server reachable: Redis (plugin 1.x), or NEMO's database for its queue table
+    /// (plugin 2.x).
+    pub fn set_queue_reachable(&self, up: bool) {
+        self.queue.store(up, Ordering::Relaxed);
     }
-    /// The queue is NEMO's table (plugin 2.x), not Redis: [`set_redis`](Self::set_redis) then
-    /// reports the database, and the lock is the table's advisory lock.
+    /// The queue is NEMO's table (plugin 2.x), not Redis: `/readyz` then names the database,
+    /// and the lock is the table's advisory lock.
     pub fn set_queue_is_table(&self, table: bool) {
         self.queue_is_table.store(table, Ordering::Relaxed);
     }
@@ -113,7 +115,7 @@ impl Health {
     /// `None` when ready, else why not.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         let table = self.queue_is_table.load(Ordering::Relaxed);
-        if !self.redis.load(Ordering::Relaxed) {
+        if !self.queue.load(Ordering::Relaxed) {
             return Some(if table {
                 "database: not reachable"
             } else {
@@ -213,6 +215,36 @@ pub fn router(health: Arc<Health>) -> Router {
             health,
             prom: prometheus(),
         })
+}
+
+/// Serve `/healthz`, `/readyz` and `/metrics` on `listen` (`http.listen`); `Ok(None)` when it
+/// is empty (off).
+///
+/// # Errors
+/// [`BridgeError::Config`] for an address that is not `host:port`, [`BridgeError::Http`] when
+/// it cannot be bound.
+pub async fn start(
+    listen: &str,
+    health: Arc<Health>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, crate::error::BridgeError> {
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let addr = listen
+        .parse()
+        .map_err(|_| crate::config::ConfigError::Invalid {
+            key: "http.listen".into(),
+            value: listen.to_owned(),
+            allowed: "host:port".into(),
+        })?;
+    let task = serve(addr, health)
+        .await
+        .map_err(|source| crate::error::BridgeError::Http {
+            addr: listen.to_owned(),
+            source,
+        })?;
+    tracing::info!(listen = %listen, "http: serving /healthz /readyz /metrics");
+    Ok(Some(task))
 }
 
 /// Bind `addr` and serve the endpoints in a background task.

@@ -1,7 +1,7 @@
 //! The NEMO bridge as a library: configuration, the at-least-once pipeline, lifecycle, status.
 //!
 //! The `bridge` binary is a thin shell around this crate: it parses the command line, loads the
-//! [`config::Config`], turns signals into [`run::Control`] messages and calls [`run::run`].
+//! [`config::Config`], turns signals into [`Control`] messages and calls [`run()`].
 //!
 //! # Key design decision: the pipeline only knows two traits
 //!
@@ -23,8 +23,12 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod control;
+pub mod error;
+pub mod figures;
 pub mod filters;
 pub mod http;
+mod live;
 pub mod message_log;
 pub mod pipeline;
 pub mod prepare;
@@ -34,4 +38,6 @@ pub mod settings;
 pub mod watchdog;
 
 pub use config::{Config, ConfigError};
-pub use run::{BridgeError, Control, run};
+pub use control::Control;
+pub use error::BridgeError;
+pub use run::run;

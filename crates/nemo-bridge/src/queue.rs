@@ -1,15 +1,15 @@
 //! The queue side of the bridge: the Redis queue of plugin 1.x, or the table of plugin 2.x in
 //! NEMO's PostgreSQL (`[nemo] source = "database"`).
 //!
-//! Both give the pipeline a [`BoxedSource`] and the lifecycle a single-active lock: the Redis
-//! lease (list mode) or the queue's PostgreSQL advisory lock. Around them run the backend's
-//! own background work:
+//! Both hand the lifecycle one [`Consumer`] — the [`BoxedSource`] the pipeline reads and acks,
+//! and the single-active [`Lock`] it holds: the Redis lease (list mode) or the queue's
+//! PostgreSQL advisory lock. Around them run the backend's own background work:
 //!
 //! | | Redis (1.x) | PostgreSQL table (2.x) |
 //! |---|---|---|
 //! | reload requests | control list `NEMO_mqtt_bridge_control` | `LISTEN nemo_mqtt_reload` |
 //! | status for NEMO | key `mqtt_bridge_status` | row `nemo_mqtt_mqttbridgestatus` (heartbeat 15 s, diagnostics) |
-//! | queue depth gauge | `LLEN`/`XINFO` every 3 s | unprocessed rows above the ack floor, every 15 s |
+//! | queue figures (gauge, [`crate::figures`]) | `LLEN`/`XINFO` every 5 s | unprocessed rows above the ack floor, every 15 s |
 //! | single active | lease key (list mode) | advisory lock on the connection that reads and acks |
 
 use std::sync::atomic::Ordering;
@@ -24,8 +24,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::control::{Control, Controls, best_effort};
+use crate::error::BridgeError;
+use crate::figures::{Counts, FigureBoard};
 use crate::http::Health;
-use crate::run::{BridgeError, Control};
 
 /// How often the status row's heartbeat is written (NEMO's supervisor calls a bridge stale
 /// after 90 s; the issue asks for at most 30 s).
@@ -91,6 +93,7 @@ pub(crate) enum Queue {
 
 pub(crate) struct RedisQueue {
     redis: Redis,
+    mode: nemo_redis::Mode,
     lease_on: bool,
     control_task: tokio::task::JoinHandle<()>,
     stats_task: tokio::task::JoinHandle<()>,
@@ -109,43 +112,131 @@ pub(crate) struct TableQueue {
     diag: Arc<Mutex<Diagnostics>>,
 }
 
-/// The lock a bridge must hold before it consumes.
-pub(crate) enum Candidate {
+/// The lock a bridge must hold before it consumes, while it competes for it.
+pub(crate) struct Candidate {
+    lock: CandidateLock,
+    /// The standby was logged once.
+    logged: bool,
+    /// The last failure to try the lock, logged once per reason.
+    failing: Option<String>,
+}
+
+enum CandidateLock {
     Redis(Lease),
     Table(Box<QueueLock>),
 }
 
-/// A won lock: what keeps it and tells when it is lost.
-pub(crate) enum Held {
+/// What a won lock needs while the bridge consumes.
+enum Held {
     Nothing,
     Redis(LeaseKeeper),
     Table,
 }
 
+/// The single-active lock of a consuming bridge (or none, where the queue needs none).
+pub(crate) struct Lock {
+    held: Held,
+    /// Turns `false` when the lock is lost.
+    watch: Option<watch::Receiver<bool>>,
+}
+
+/// What the queue hands the lifecycle once this bridge may consume: the source the pipeline
+/// reads and acks, and the lock that must stay held meanwhile.
+pub(crate) struct Consumer {
+    pub(crate) source: BoxedSource,
+    pub(crate) lock: Lock,
+}
+
 impl Candidate {
-    /// Try once: `Ok(true)` = ours.
-    pub(crate) async fn try_acquire(&mut self, token: &str) -> Result<bool, String> {
-        match self {
-            Candidate::Redis(l) => l.acquire(token).await.map_err(|e| e.to_string()),
-            Candidate::Table(l) => l.try_acquire().await.map_err(|e| e.to_string()),
+    fn new(lock: CandidateLock) -> Candidate {
+        Candidate {
+            lock,
+            logged: false,
+            failing: None,
+        }
+    }
+
+    /// Try the lock until it is ours (`None`) or a control request arrives (`Some`: the caller
+    /// applies a reload and calls again, or stops). Says once that it waits as standby, and
+    /// once per reason why the lock cannot be tried.
+    pub(crate) async fn wait(
+        &mut self,
+        token: &str,
+        controls: &mut Controls,
+        health: &Health,
+        is_table: bool,
+    ) -> Option<Control> {
+        let poll = self.poll();
+        loop {
+            let tried = match &mut self.lock {
+                CandidateLock::Redis(l) => l.acquire(token).await.map_err(|e| e.to_string()),
+                CandidateLock::Table(l) => l.try_acquire().await.map_err(|e| e.to_string()),
+            };
+            if is_table {
+                // The lock is the database's: /readyz says whether it answers.
+                health.set_queue_reachable(tried.is_ok());
+            }
+            if tried.is_ok() && self.failing.take().is_some() {
+                info!(lock = %self.what(), "the lock can be tried again");
+            }
+            match tried {
+                Ok(true) => {
+                    info!(lock = %self.what(), "won; this bridge is active");
+                    return None;
+                }
+                Ok(false) if !self.logged => {
+                    info!(lock = %self.what(), "another bridge is active; waiting as standby");
+                    self.logged = true;
+                }
+                Ok(false) => {}
+                Err(why) => {
+                    if self.failing.as_deref() != Some(why.as_str()) {
+                        warn!(error = %why, lock = %self.what(), "cannot acquire the lock; retrying");
+                        self.failing = Some(why);
+                    }
+                }
+            }
+            tokio::select! {
+                c = controls.recv() => return Some(c.unwrap_or(Control::Shutdown)),
+                _ = tokio::time::sleep(poll) => {}
+            }
         }
     }
 
     /// How long a standby waits between tries.
-    pub(crate) fn poll(&self) -> Duration {
-        match self {
-            Candidate::Redis(l) => {
+    fn poll(&self) -> Duration {
+        match &self.lock {
+            CandidateLock::Redis(l) => {
                 (l.ttl() / 4).clamp(Duration::from_millis(100), Duration::from_secs(2))
             }
-            Candidate::Table(_) => LOCK_POLL,
+            CandidateLock::Table(_) => LOCK_POLL,
         }
     }
 
     /// What is waited for, for the log.
-    pub(crate) fn what(&self) -> String {
-        match self {
-            Candidate::Redis(l) => format!("lease {}", l.key()),
-            Candidate::Table(_) => "the advisory lock on nemo_mqtt_mqtt_eventqueue".into(),
+    fn what(&self) -> String {
+        match &self.lock {
+            CandidateLock::Redis(l) => format!("lease {}", l.key()),
+            CandidateLock::Table(_) => "the advisory lock on nemo_mqtt_mqtt_eventqueue".into(),
+        }
+    }
+}
+
+impl Lock {
+    /// Resolves `true` when the lock is lost; never resolves for a queue without a lock.
+    pub(crate) async fn lost(&mut self) -> bool {
+        match &mut self.watch {
+            None => std::future::pending().await,
+            Some(rx) => {
+                if !*rx.borrow_and_update() {
+                    return true;
+                }
+                match rx.changed().await {
+                    Ok(()) => !*rx.borrow(),
+                    // The keeper ended: treat as lost.
+                    Err(_) => true,
+                }
+            }
         }
     }
 }
@@ -155,18 +246,30 @@ impl Queue {
     /// background tasks. `Ok(None)`: a stop request came first.
     pub(crate) async fn open(
         cfg: &Config,
-        ctl_rx: &mut mpsc::Receiver<Control>,
-        ctl_tx: &mpsc::Sender<Control>,
+        controls: &mut Controls,
         health: &Arc<Health>,
         status_rx: watch::Receiver<BridgeStatus>,
         diag: Arc<Mutex<Diagnostics>>,
+        figures: &FigureBoard,
     ) -> Result<Option<Queue>, BridgeError> {
         match cfg.nemo.source {
-            nemo_db::Source::Redis => RedisQueue::open(cfg, ctl_rx, ctl_tx, health, status_rx)
-                .await
-                .map(|q| q.map(Queue::Redis)),
-            nemo_db::Source::Database => TableQueue::open(cfg, ctl_tx, health, status_rx, diag)
-                .map(|q| Some(Queue::Table(Box::new(q)))),
+            nemo_db::Source::Redis => {
+                RedisQueue::open(cfg, controls, health, status_rx, figures.clone())
+                    .await
+                    .map(|q| q.map(Queue::Redis))
+            }
+            nemo_db::Source::Database => {
+                TableQueue::open(cfg, &controls.sender(), health, status_rx, diag)
+                    .map(|q| Some(Queue::Table(Box::new(q))))
+            }
+        }
+    }
+
+    /// The source's name in the queue figures: `list`, `stream`, `pubsub` or `database`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Queue::Redis(q) => q.mode.as_str(),
+            Queue::Table(_) => "database",
         }
     }
 
@@ -174,34 +277,41 @@ impl Queue {
     /// lease: stream and pub/sub modes, or the lease turned off).
     pub(crate) fn candidate(&self) -> Option<Candidate> {
         match self {
-            Queue::Redis(q) => q.lease_on.then(|| Candidate::Redis(q.redis.lease())),
-            Queue::Table(q) => Some(Candidate::Table(Box::new(q.db.lock()))),
+            Queue::Redis(q) => q
+                .lease_on
+                .then(|| Candidate::new(CandidateLock::Redis(q.redis.lease()))),
+            Queue::Table(q) => Some(Candidate::new(CandidateLock::Table(Box::new(q.db.lock())))),
         }
     }
 
-    /// The source to consume now that `won` is held. The receiver turns `false` when the lock
-    /// is lost.
-    pub(crate) async fn source(
-        &self,
-        won: Option<Candidate>,
-    ) -> Result<(BoxedSource, Held, Option<watch::Receiver<bool>>), BridgeError> {
-        match (self, won) {
+    /// The consumer, now that `won` is held (or no lock is needed).
+    pub(crate) async fn consumer(&self, won: Option<Candidate>) -> Result<Consumer, BridgeError> {
+        match (self, won.map(|c| c.lock)) {
             (Queue::Redis(q), won) => {
                 let held = match won {
-                    Some(Candidate::Redis(lease)) => Held::Redis(LeaseKeeper::spawn(lease)),
+                    Some(CandidateLock::Redis(lease)) => Held::Redis(LeaseKeeper::spawn(lease)),
                     _ => Held::Nothing,
                 };
-                let rx = match &held {
+                let watch = match &held {
                     Held::Redis(k) => Some(k.watch()),
                     _ => None,
                 };
-                Ok((boxed(q.redis.source().await?), held, rx))
+                Ok(Consumer {
+                    source: boxed(q.redis.source().await?),
+                    lock: Lock { held, watch },
+                })
             }
-            (Queue::Table(q), Some(Candidate::Table(lock))) => {
+            (Queue::Table(q), Some(CandidateLock::Table(lock))) => {
                 let source = (*lock).into_source(q.wake.clone(), q.shared.clone())?;
-                let rx = source.held();
+                let watch = Some(source.held());
                 let _ = q.active.send(true);
-                Ok((boxed(source), Held::Table, Some(rx)))
+                Ok(Consumer {
+                    source: boxed(source),
+                    lock: Lock {
+                        held: Held::Table,
+                        watch,
+                    },
+                })
             }
             (Queue::Table(q), _) => Err(BridgeError::Database(nemo_db::DbError::LockLost {
                 url: q.db.redacted_url().to_string(),
@@ -209,9 +319,9 @@ impl Queue {
         }
     }
 
-    /// The lock is given up (stop or lost): the source is dropped by then.
-    pub(crate) async fn release(&self, held: Held, limit: Duration) {
-        match held {
+    /// The lock is given up at a stop: the source is dropped by then.
+    pub(crate) async fn release(&self, lock: Lock, limit: Duration) {
+        match lock.held {
             Held::Nothing => {}
             Held::Redis(k) => {
                 // Best effort: an unreleased lease lapses after its TTL.
@@ -225,9 +335,9 @@ impl Queue {
         }
     }
 
-    /// The lock was lost: stop keeping it.
-    pub(crate) async fn lost(&self, held: Held) {
-        match held {
+    /// The lock was lost: stop keeping it (the source is dropped by then).
+    pub(crate) async fn lost(&self, lock: Lock) {
+        match lock.held {
             Held::Redis(k) => {
                 let _ = k.stop().await;
             }
@@ -254,13 +364,11 @@ impl Queue {
                     }
                 };
                 if let Some(Err(e)) =
-                    crate::run::best_effort(deadline, "write the disconnected status key", status)
-                        .await
+                    best_effort(deadline, "write the disconnected status key", status).await
                 {
                     warn!(error = %e, "redis: cannot write the final status");
                 }
-                crate::run::best_effort(deadline, "close the Redis connection", q.redis.quit())
-                    .await;
+                best_effort(deadline, "close the Redis connection", q.redis.quit()).await;
             }
             Queue::Table(q) => {
                 q.reload_task.abort();
@@ -279,13 +387,7 @@ impl Queue {
                         .map(|d| d.instance.clone())
                         .unwrap_or_default();
                     let write = q.db.write_final_status("disconnected", &diag, &instance);
-                    match crate::run::best_effort(
-                        deadline,
-                        "write the disconnected status row",
-                        write,
-                    )
-                    .await
-                    {
+                    match best_effort(deadline, "write the disconnected status row", write).await {
                         Some(Ok(false)) => info!(
                             "database: another bridge wrote the status row since; left as it is"
                         ),
@@ -296,8 +398,7 @@ impl Queue {
                     }
                 }
                 drop(q.status_rx);
-                crate::run::best_effort(deadline, "close the database connections", q.db.close())
-                    .await;
+                best_effort(deadline, "close the database connections", q.db.close()).await;
             }
         }
     }
@@ -311,22 +412,22 @@ impl Queue {
 impl RedisQueue {
     async fn open(
         cfg: &Config,
-        ctl_rx: &mut mpsc::Receiver<Control>,
-        ctl_tx: &mpsc::Sender<Control>,
+        controls: &mut Controls,
         health: &Arc<Health>,
         mut status_rx: watch::Receiver<BridgeStatus>,
+        figures: FigureBoard,
     ) -> Result<Option<RedisQueue>, BridgeError> {
         let redis_cfg = cfg.redis_config();
         // Redis may be down when the bridge starts: it waits for it (retrying with backoff)
         // and a stop request meanwhile ends it.
-        let Some(redis) =
-            crate::run::until_stop(ctl_rx, Redis::connect_retrying(&redis_cfg, &cfg.backoff))
-                .await?
+        let Some(redis) = controls
+            .until_stop(Redis::connect_retrying(&redis_cfg, &cfg.backoff))
+            .await?
         else {
             info!("stopped before Redis could be reached");
             return Ok(None);
         };
-        health.set_redis(true);
+        health.set_queue_reachable(true);
         if redis_cfg.mode == nemo_redis::Mode::Pubsub {
             warn!(
                 "redis: pubsub mode is at-most-once: events sent while the bridge is down are lost"
@@ -334,7 +435,7 @@ impl RedisQueue {
         }
         let control_list = redis.control_list().await?;
         let control_task = {
-            let tx = ctl_tx.clone();
+            let tx = controls.sender();
             tokio::spawn(async move {
                 let mut failing = false;
                 loop {
@@ -376,8 +477,9 @@ impl RedisQueue {
             }
         });
 
-        // Queue depth gauge and Redis health, every `STATS_EVERY`. Bounded by the command
-        // timeout: a Redis that stalls (accepts, never answers) makes /readyz say so.
+        // Queue figures (the depth gauge, the monitor's numbers) and Redis health, every
+        // `STATS_EVERY`. Bounded by the command timeout: a Redis that stalls (accepts, never
+        // answers) makes /readyz say so.
         let stats_task = {
             let stats = redis.stats();
             let health = health.clone();
@@ -385,21 +487,29 @@ impl RedisQueue {
             tokio::spawn(async move {
                 let mut down = false;
                 loop {
-                    let depth = match tokio::time::timeout(limit, stats.depth()).await {
+                    let read = async {
+                        Ok::<_, nemo_redis::RedisError>(Counts {
+                            pending: stats.depth().await?,
+                            processing: stats.processing_len().await?,
+                            dead: stats.dead_len().await?,
+                        })
+                    };
+                    let counts = match tokio::time::timeout(limit, read).await {
                         Ok(r) => r.map_err(|e| e.to_string()),
                         Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
                     };
-                    match depth {
-                        Ok(d) => {
-                            metrics::gauge!("nemo_bridge_queue_depth").set(d as f64);
-                            health.set_redis(true);
+                    match counts {
+                        Ok(c) => {
+                            metrics::gauge!("nemo_bridge_queue_depth").set(c.pending as f64);
+                            figures.set(c);
+                            health.set_queue_reachable(true);
                             if down {
                                 info!("redis: reachable again");
                                 down = false;
                             }
                         }
                         Err(e) => {
-                            health.set_redis(false);
+                            health.set_queue_reachable(false);
                             if !down {
                                 warn!(error = %e, "redis: not reachable");
                                 down = true;
@@ -412,6 +522,7 @@ impl RedisQueue {
         };
         Ok(Some(RedisQueue {
             redis,
+            mode: redis_cfg.mode,
             lease_on: cfg.lease_enabled(),
             control_task,
             stats_task,
@@ -468,7 +579,7 @@ impl TableQueue {
             let active = active.subscribe();
             tokio::spawn(purge_loop(db, keep, active))
         });
-        health.set_redis(true);
+        health.set_queue_reachable(true);
         Ok(TableQueue {
             db,
             wake,
@@ -546,14 +657,14 @@ async fn status_loop(
             let json = diagnostics_json(&diag, &shared, "active", pending);
             match db.write_status(status.as_str(), &json).await {
                 Ok(()) => {
-                    health.set_redis(true);
+                    health.set_queue_reachable(true);
                     if failing.take().is_some() {
                         info!("database: status row written again");
                     }
                 }
                 Err(e) => {
                     let why = e.to_string();
-                    health.set_redis(!e.is_transient());
+                    health.set_queue_reachable(!e.is_transient());
                     if failing.as_deref() != Some(why.as_str()) {
                         warn!(error = %why, "database: cannot write the status row for NEMO's page; retrying");
                         failing = Some(why);

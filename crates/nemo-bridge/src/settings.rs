@@ -33,9 +33,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+use crate::control::Control;
 use crate::filters::EventFilters;
 use crate::http::{Health, Note};
-use crate::run::Control;
 
 /// Builds the layered figment; given NEMO's row, it puts the row between the file and the
 /// environment (see [`crate::config::layered`]).

@@ -156,7 +156,28 @@ impl Watchdog {
             _thread: thread,
         })
     }
+
+    /// The bridge's watchdog: on a stall, log it and exit with [`STALL_EXIT_CODE`] so that the
+    /// service manager restarts the bridge (what was in flight is still queued and is published
+    /// again by the next process).
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn exit_on_stall(heartbeat: Heartbeat, limit: Duration) -> std::io::Result<Self> {
+        Watchdog::spawn(heartbeat, limit, move |silent| {
+            tracing::error!(
+                silent_s = silent.as_secs(),
+                limit_s = limit.as_secs(),
+                "pipeline made no progress for {} s (a bug; please report it with this log); exiting with status {STALL_EXIT_CODE} so that the service manager restarts the bridge; events in flight are still queued and are published again after the restart",
+                silent.as_secs()
+            );
+            std::process::exit(STALL_EXIT_CODE);
+        })
+    }
 }
+
+/// The exit status of a bridge whose pipeline stalled (`EX_SOFTWARE`).
+pub const STALL_EXIT_CODE: i32 = 70;
 
 impl Drop for Watchdog {
     fn drop(&mut self) {

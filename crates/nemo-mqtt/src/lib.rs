@@ -25,6 +25,8 @@
 //!   [`nemo_backoff`] with state in a `watch` channel ([`ConnState`]).
 //! * [`Subscriber`] — topic filters, clean or persistent session, resubscribe
 //!   after reconnect, messages as [`Received`].
+//! * [`QueueFigures`] — the bridge's queue figures, published retained beside its status
+//!   ([`figures_topic`]), so that the monitor only listens to the broker.
 //! * [`MqttError`] — typed errors; TLS failures say *why* ("certificate
 //!   verify failed: certificate has expired").
 //!
@@ -41,6 +43,7 @@
 mod config;
 mod diagnose;
 mod error;
+mod figures;
 mod link;
 mod publisher;
 pub mod sink;
@@ -50,6 +53,7 @@ mod url;
 
 pub use config::{MqttConfig, Protocol, Secret, WhenDisconnected};
 pub use error::MqttError;
+pub use figures::{FiguresError, QueueFigures, figures_topic};
 pub use publisher::Publisher;
 #[cfg(feature = "mock")]
 pub use sink::MockEventSink;

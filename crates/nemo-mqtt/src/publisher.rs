@@ -119,6 +119,26 @@ impl Publisher {
         &self.inner.link.cfg
     }
 
+    /// Publish the bridge's queue figures, retained at QoS 1 on the sibling `queue` of the
+    /// status topic ([`crate::figures_topic`]), signed with the status key when one is set.
+    /// `None` (nothing sent) when no status topic is configured or the connection is closing.
+    ///
+    /// The returned confirmation may be dropped: the figures are refreshed, not queued.
+    pub fn publish_figures(&self, figures: &crate::QueueFigures) -> Option<Confirm> {
+        let cfg = &self.inner.link.cfg;
+        let topic = crate::figures_topic(&cfg.status_topic)?;
+        if self.inner.link.is_closing() || !self.inner.link.is_connected() {
+            return None;
+        }
+        let key = cfg.status_hmac_key.as_ref().map(|k| k.expose().as_bytes());
+        Some(self.publish(OutMessage {
+            topic,
+            payload: bytes::Bytes::from(figures.payload(key)),
+            qos: Qos::AtLeastOnce,
+            retain: true,
+        }))
+    }
+
     /// Stop: no more reconnects, publish the retained `offline` status (if
     /// connected and a status topic is set), then disconnect cleanly, waiting
     /// up to `confirm_timeout_s` for messages still in flight. Later publishes

@@ -1,0 +1,306 @@
+//! What a reload changes in a running bridge, and the one place that applies it.
+//!
+//! A reload (SIGHUP, `reload_config`, a save on NEMO's page, a changed row found by the poll)
+//! re-reads every layer of the configuration ([`Settings::load`]) and applies it between two
+//! pipeline runs: a new broker is connected before the old one is closed (so no event waits on
+//! a broker that does not exist), the preparer is rebuilt (topics, HMAC key, event filters),
+//! and the message log restarts. What cannot change live (`[redis]`, `[lease]`, `[nemo]
+//! source` and `database_url`) is named in one warning: it takes effect at the next start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nemo_db::NemoStore;
+use nemo_mqtt::{ConnStatus, Publisher};
+use nemo_redis::BridgeStatus;
+use nemo_topics::TopicMapper;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::http::{Health, Note};
+use crate::message_log::{LogTap, LoggedSink, MessageLog};
+use crate::pipeline::PipelineOptions;
+use crate::prepare::ItemPreparer;
+use crate::settings::{Phase, Settings};
+
+/// The parts of a running bridge that follow its configuration.
+pub(crate) struct Live {
+    pub(crate) cfg: Config,
+    pub(crate) publisher: Publisher,
+    mqtt_task: tokio::task::JoinHandle<()>,
+    pub(crate) prep: ItemPreparer,
+    msglog: Option<MessageLog>,
+    health: Arc<Health>,
+    status_tx: watch::Sender<BridgeStatus>,
+    /// The publisher in use, for the tasks that publish beside the pipeline (queue figures).
+    publisher_tx: watch::Sender<Publisher>,
+}
+
+impl Live {
+    /// Wire a connected `publisher` for `cfg`: follow its connection, build the preparer, start
+    /// the message log.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the topics or the HMAC key of `cfg` cannot be used.
+    pub(crate) fn new(
+        cfg: Config,
+        publisher: Publisher,
+        store: Option<Arc<dyn NemoStore>>,
+        health: Arc<Health>,
+        status_tx: watch::Sender<BridgeStatus>,
+    ) -> Result<Live, ConfigError> {
+        let prep = preparer(&cfg)?;
+        let mqtt_task = watch_mqtt(publisher.state(), health.clone(), status_tx.clone());
+        let msglog = message_log(&cfg, store);
+        let (publisher_tx, _) = watch::channel(publisher.clone());
+        Ok(Live {
+            cfg,
+            publisher,
+            mqtt_task,
+            prep,
+            msglog,
+            health,
+            status_tx,
+            publisher_tx,
+        })
+    }
+
+    /// The publisher in use, now and after every reload that switches the broker.
+    pub(crate) fn publishers(&self) -> watch::Receiver<Publisher> {
+        self.publisher_tx.subscribe()
+    }
+
+    /// Re-read the configuration and apply it; `false` when it was rejected (the running one
+    /// stays, `/readyz` says why).
+    pub(crate) async fn reload(&mut self, settings: &mut Settings) -> bool {
+        let Some(new) = reload_config(settings, &self.cfg, &self.health).await else {
+            return false;
+        };
+        self.apply(new, settings.store()).await;
+        true
+    }
+
+    /// Apply `new` (between two pipeline runs): connect the new broker when its settings
+    /// changed, rebuild the preparer (topics, HMAC key, event filters), restart the message log.
+    async fn apply(&mut self, new: Config, store: Option<Arc<dyn NemoStore>>) {
+        if let Some(p) = self.switch_publisher(&new).await {
+            self.publisher = p;
+            self.publisher_tx.send_replace(self.publisher.clone());
+        }
+        match preparer(&new) {
+            Ok(p) => self.prep = p,
+            Err(e) => warn!(error = %e, "reload: keeping the old topic/hmac settings"),
+        }
+        if let Some(old) = self.msglog.take() {
+            old.close(Duration::from_millis(500)).await;
+        }
+        self.msglog = message_log(&new, store);
+        self.cfg = new;
+    }
+
+    /// The sink of the next pipeline run: the broker, logged when the message log is on.
+    pub(crate) fn sink(&self) -> LoggedSink<Publisher> {
+        let tap = self
+            .msglog
+            .as_ref()
+            .map_or_else(LogTap::off, MessageLog::tap);
+        LoggedSink::new(self.publisher.clone(), tap)
+    }
+
+    /// The options of the next pipeline run.
+    pub(crate) fn pipeline_options(&self) -> PipelineOptions {
+        // (final_timeout stays at its default, 1.5 s: see control::stop_limit.)
+        PipelineOptions {
+            window: self.cfg.mqtt.inflight as usize,
+            drain_timeout: self.cfg.drain_timeout(),
+            ..PipelineOptions::default()
+        }
+    }
+
+    /// At a stop: the offline status, the disconnect, the message log's last entries, all
+    /// within `deadline`.
+    pub(crate) async fn close(mut self, deadline: tokio::time::Instant) {
+        let shutdown = crate::control::best_effort(
+            deadline,
+            "publish the offline status and disconnect",
+            self.publisher.shutdown(),
+        )
+        .await;
+        if let Some(Err(e)) = shutdown {
+            warn!(error = %e, "mqtt: shutdown was not clean");
+        }
+        self.mqtt_task.abort();
+        if let Some(log) = self.msglog.take() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            log.close(left.min(Duration::from_secs(1))).await;
+        }
+        let _ = self.status_tx.send(BridgeStatus::Disconnected);
+    }
+
+    /// Connect the new broker when `[mqtt]`/`[status]`/`[backoff]` changed; `None`: keep the
+    /// running one (unchanged, or the new one did not answer).
+    ///
+    /// The new broker gets `mqtt.connect_timeout_s` + 5 s to answer (a typo on NEMO's page must
+    /// not leave the bridge retrying a broker that does not exist while events wait); past that
+    /// the old connection stays, `/readyz` says so in its note, and the next reload tries again.
+    async fn switch_publisher(&mut self, new: &Config) -> Option<Publisher> {
+        if self.publisher.config() == &new.mqtt_config() && self.cfg.backoff == new.backoff {
+            return None;
+        }
+        info!("reload: broker settings changed; connecting the new broker");
+        let limit = Duration::from_secs(new.mqtt.connect_timeout_s) + Duration::from_secs(5);
+        let connect = Publisher::connect(new.mqtt_config(), new.backoff.build());
+        let result = match tokio::time::timeout(limit, connect).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no connection within {} s", limit.as_secs())),
+        };
+        match result {
+            Ok(p) => {
+                self.mqtt_task.abort();
+                if let Err(e) = self.publisher.shutdown().await {
+                    warn!(error = %e, "mqtt: old connection did not close cleanly");
+                }
+                self.mqtt_task = watch_mqtt(p.state(), self.health.clone(), self.status_tx.clone());
+                self.health.set_note(Note::Broker, None);
+                Some(p)
+            }
+            Err(e) => {
+                let urls = new.redacted().mqtt.url.join(", ");
+                error!(error = %e, new = %urls, "reload: cannot connect the new broker; keeping the old one");
+                self.health.set_note(
+                    Note::Broker,
+                    Some(format!(
+                        "mqtt: the new broker {urls} did not answer ({e}); still on the previous one"
+                    )),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The preparer (topics, HMAC key, event filters) of a configuration.
+fn preparer(cfg: &Config) -> Result<ItemPreparer, ConfigError> {
+    let mapper =
+        TopicMapper::from_config(&cfg.topics).map_err(|e| ConfigError::Section(e.to_string()))?;
+    Ok(ItemPreparer::new(mapper, cfg.hmac.key_bytes()?).with_filters(cfg.filters.clone()))
+}
+
+/// The message-log writer a configuration asks for: `nemo.message_log` on (the page's "log
+/// messages") and NEMO's database configured.
+fn message_log(cfg: &Config, store: Option<Arc<dyn NemoStore>>) -> Option<MessageLog> {
+    let store = store.filter(|_| cfg.nemo.message_log)?;
+    info!(
+        keep = cfg.nemo.message_log_keep,
+        "message log: writing every publication to NEMO's message log"
+    );
+    Some(MessageLog::spawn(store, cfg.nemo.message_log_keep))
+}
+
+/// Follow the broker connection: health, metrics, the status for NEMO, one log line per change.
+fn watch_mqtt(
+    mut state: watch::Receiver<nemo_mqtt::ConnState>,
+    health: Arc<Health>,
+    status: watch::Sender<BridgeStatus>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last: Option<nemo_mqtt::ConnState> = None;
+        loop {
+            let s = *state.borrow_and_update();
+            if last != Some(s) {
+                let up = s.is_connected();
+                health.set_mqtt(up);
+                let _ = status.send(if up {
+                    BridgeStatus::Connected
+                } else {
+                    BridgeStatus::Disconnected
+                });
+                if let Some(prev) = last
+                    && s.reconnects > prev.reconnects
+                {
+                    metrics::counter!("nemo_bridge_reconnects_total")
+                        .increment(s.reconnects - prev.reconnects);
+                }
+                match s.status {
+                    ConnStatus::Connected => info!(reconnects = s.reconnects, "mqtt: connected"),
+                    ConnStatus::Disconnected => warn!("mqtt: disconnected; reconnecting"),
+                    ConnStatus::Failed => error!("mqtt: reconnect policy gave up"),
+                    ConnStatus::Closed => info!("mqtt: closed"),
+                }
+                last = Some(s);
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Load every layer again; `None` when the result is rejected.
+async fn reload_config(settings: &mut Settings, old: &Config, health: &Health) -> Option<Config> {
+    match settings.load(Phase::Reload).await {
+        Ok(loaded) => {
+            health.set_note(Note::Page, loaded.state.note());
+            health.set_note(Note::Reload, None);
+            let new = loaded.config;
+            let fixed = fixed_keys_changed(old, &new);
+            if !fixed.is_empty() {
+                warn!(
+                    keys = %fixed.join(", "),
+                    "reload: these settings cannot change while the bridge runs; they take effect at the next restart"
+                );
+            }
+            info!("reload: configuration re-read");
+            Some(new)
+        }
+        Err(e) => {
+            error!(error = %e, "reload: rejected; keeping the running configuration");
+            health.set_note(
+                Note::Reload,
+                Some(format!("reload rejected ({e}); running configuration kept")),
+            );
+            None
+        }
+    }
+}
+
+/// The sections and keys a reload read anew but that only a restart applies.
+fn fixed_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if new.redis != old.redis {
+        keys.push("[redis]");
+    }
+    if new.lease != old.lease {
+        keys.push("[lease]");
+    }
+    if new.nemo.source != old.nemo.source {
+        keys.push("nemo.source");
+    }
+    if new.nemo.database_url != old.nemo.database_url {
+        keys.push("nemo.database_url");
+    }
+    if new.http != old.http {
+        keys.push("[http]");
+    }
+    keys
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_that_needs_a_restart_is_named() {
+        let old = Config::default();
+        assert!(fixed_keys_changed(&old, &old.clone()).is_empty());
+        let mut new = old.clone();
+        new.redis.key = "other".into();
+        new.nemo.database_url = "postgres://db/nemo2".into();
+        assert_eq!(
+            fixed_keys_changed(&old, &new),
+            vec!["[redis]", "nemo.database_url"]
+        );
+    }
+}
