@@ -6,7 +6,7 @@
 //! into the one receiver the lifecycle reads.
 //!
 //! A stop is bounded by its own steps: every step after the pipeline runs under one deadline
-//! ([`best_effort`]), a connect at the start yields to a stop ([`until_stop`]). Behind them
+//! ([`best_effort`]), a connect at the start yields to a stop ([`Controls::until_stop`]). Behind them
 //! stands the stop guard: a plain OS thread, armed by the first stop request, that ends the
 //! process with [`FORCED_STOP_EXIT_CODE`] if the stop has not ended within
 //! `shutdown.drain_timeout_s` + 5 s. A second stop request ends the process at once. Neither
@@ -134,6 +134,33 @@ impl Controls {
             }
         }
     }
+}
+
+/// The process's stop and reload signals as [`Control`] requests: SIGTERM and SIGINT stop,
+/// SIGHUP reloads. Feed the receiver to [`crate::run()`].
+///
+/// # Errors
+/// A signal handler could not be installed.
+pub fn signals() -> std::io::Result<mpsc::Receiver<Control>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        loop {
+            let c = tokio::select! {
+                _ = term.recv() => Control::Shutdown,
+                _ = int.recv() => Control::Shutdown,
+                _ = hup.recv() => Control::Reload,
+            };
+            info!(request = ?c, "signal received");
+            if tx.send(c).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 fn millis(d: Duration) -> u64 {

@@ -221,7 +221,7 @@ pub fn router(health: Arc<Health>) -> Router {
 /// is empty (off).
 ///
 /// # Errors
-/// [`BridgeError::Config`] for an address that is not `host:port`, [`BridgeError::Http`] when
+/// [`BridgeError::Config`](crate::BridgeError::Config) for an address that is not `host:port`, [`BridgeError::Http`](crate::BridgeError::Http) when
 /// it cannot be bound.
 pub async fn start(
     listen: &str,

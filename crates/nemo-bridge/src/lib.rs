@@ -22,6 +22,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -1,8 +1,8 @@
 //! The queue side of the bridge: the Redis queue of plugin 1.x, or the table of plugin 2.x in
 //! NEMO's PostgreSQL (`[nemo] source = "database"`).
 //!
-//! Both hand the lifecycle one [`Consumer`] — the [`BoxedSource`] the pipeline reads and acks,
-//! and the single-active [`Lock`] it holds: the Redis lease (list mode) or the queue's
+//! Both hand the lifecycle one `Consumer` — the [`BoxedSource`] the pipeline reads and acks,
+//! and the single-active `Lock` it holds: the Redis lease (list mode) or the queue's
 //! PostgreSQL advisory lock. Around them run the backend's own background work:
 //!
 //! | | Redis (1.x) | PostgreSQL table (2.x) |

@@ -10,7 +10,7 @@
 //!
 //! [`run`] is driven by [`Control`] messages (the binary turns signals into them); the queue's
 //! reload requests join them ([`crate::control`]). What a reload changes is applied in one place,
-//! [`crate::live`]; the queue and its lock are [`crate::queue`]'s.
+//! `live`; the queue and its lock are [`crate::queue`]'s.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
