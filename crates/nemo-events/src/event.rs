@@ -1,7 +1,9 @@
 //! Typed NEMO events, parsed leniently and written back without loss.
 //!
 //! A payload is a JSON object whose `"event"` member names its kind. Each kind the plugin emits
-//! has a struct here; several kinds share one (enabled/disabled share [`ToolUsage`]). Every
+//! has a variant of [`NemoEvent`] and a row of the table
+//! [`EVENT_KINDS`](crate::kinds::EVENT_KINDS), both generated from one list (`event_kinds!`
+//! below), where each kind is spelled once. Each variant holds a struct; several kinds share one (enabled/disabled share [`ToolUsage`]). Every
 //! modelled field is an `Option`: the plugin's payloads are messy, and a missing field must not
 //! make an event unreadable. Three rules keep parsing lenient and lossless:
 //!
@@ -17,6 +19,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use crate::extra::{Entry, Extra, ObjectError, RawEntries, parse_object};
+use crate::kinds::EventKind;
 use crate::{EventError, EventTime, pyjson};
 
 /// How a modelled field's JSON value was taken.
@@ -511,89 +514,244 @@ impl Schema for UnknownEvent {
     }
 }
 
-/// A NEMO tool event: the decoded `payload` of a queue item.
-///
-/// ```
-/// use nemo_events::NemoEvent;
-///
-/// let payload = r#"{"event": "tool_disabled", "tool_id": 7, "tool_name": "Heidelberg MLA150", "usage_id": 3402, "user_name": "Ada Lovelace", "end_time": "2025-10-16T14:18:42.308270+00:00"}"#;
-/// let ev = NemoEvent::parse(payload)?;
-/// assert!(matches!(ev, NemoEvent::ToolDisabled(_)));
-/// assert_eq!((ev.tool_id(), ev.user_name()), (Some(7), Some("Ada Lovelace")));
-/// assert_eq!(ev.occurred_at().map(|t| t.unix_timestamp()), Some(1760624322));
-/// assert_eq!(ev.to_json(), payload);
-/// # Ok::<(), nemo_events::EventError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NemoEvent {
-    /// `tool_enabled`: a user started using a tool.
-    ToolEnabled(ToolUsage),
-    /// `tool_disabled`: a user stopped using a tool.
-    ToolDisabled(ToolUsage),
-    /// `tool_operational`: the tool works again.
-    ToolOperational(ToolOperational),
-    /// `tool_non_operational`: the tool is down.
-    ToolNonOperational(ToolOperational),
-    /// `task_created`: a problem was reported.
-    TaskCreated(Task),
-    /// `task_updated`: a problem report changed.
-    TaskUpdated(Task),
-    /// `task_shutdown`: a problem report shut the tool down.
-    TaskShutdown(Task),
-    /// `tool_created`: a tool was added to NEMO.
-    ToolCreated(ToolInfo),
-    /// `tool_updated`: a tool's configuration changed.
-    ToolUpdated(ToolInfo),
-    /// `area_created`: an area was added.
-    AreaCreated(Area),
-    /// `area_updated`: an area changed.
-    AreaUpdated(Area),
-    /// `reservation_created`: a reservation was made.
-    ReservationCreated(Reservation),
-    /// `reservation_updated`: a reservation changed.
-    ReservationUpdated(Reservation),
-    /// `area_access`: someone entered an area.
-    AreaAccess(AreaAccess),
-    /// Any other kind, kept whole.
-    Unknown(UnknownEvent),
-}
+/// Spells every typed kind once and generates from that list: [`NemoEvent`] (one variant per
+/// row), [`NemoEvent::KNOWN_KINDS`], the table [`EVENT_KINDS`](crate::kinds::EVENT_KINDS), and
+/// the per-variant dispatch of parsing, writing and [`NemoEvent::kind`]. `members` are field
+/// idents of the variant's struct: a member the struct does not have does not compile.
+macro_rules! event_kinds {
+    (
+        $(#[$meta:meta])*
+        pub enum NemoEvent {
+            $(
+                $variant:ident($ty:ident) {
+                    kind: $kind:literal,
+                    topic: $topic:literal,
+                    members: [$($member:ident),* $(,)?],
+                    words: $words:literal,
+                    summary: $summary:literal,
+                    family: [$($family:literal),* $(,)?] $(,)?
+                }
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum NemoEvent {
+            $(
+                #[doc = concat!("`", $kind, "`: ", $summary, ".")]
+                $variant($ty),
+            )*
+            /// Any other kind, kept whole.
+            Unknown(UnknownEvent),
+        }
 
-/// Calls `$body` with the inner struct bound to `$s`, whatever the variant.
-macro_rules! with_inner {
-    ($ev:expr, $s:ident => $body:expr) => {
-        match $ev {
-            NemoEvent::ToolEnabled($s) | NemoEvent::ToolDisabled($s) => $body,
-            NemoEvent::ToolOperational($s) | NemoEvent::ToolNonOperational($s) => $body,
-            NemoEvent::TaskCreated($s)
-            | NemoEvent::TaskUpdated($s)
-            | NemoEvent::TaskShutdown($s) => $body,
-            NemoEvent::ToolCreated($s) | NemoEvent::ToolUpdated($s) => $body,
-            NemoEvent::AreaCreated($s) | NemoEvent::AreaUpdated($s) => $body,
-            NemoEvent::ReservationCreated($s) | NemoEvent::ReservationUpdated($s) => $body,
-            NemoEvent::AreaAccess($s) => $body,
-            NemoEvent::Unknown($s) => $body,
+        /// The rows of [`EVENT_KINDS`](crate::kinds::EVENT_KINDS), in [`NemoEvent`]'s order.
+        pub(crate) const TABLE: &[EventKind] = &[
+            $(
+                EventKind {
+                    kind: $kind,
+                    topic: $topic,
+                    members: &[$(stringify!($member)),*],
+                    words: $words,
+                    summary: $summary,
+                    family: &[$($family),*],
+                },
+            )*
+        ];
+
+        /// Every kind with a typed variant, as written in `"event"`.
+        const KNOWN: &[&str] = &[$($kind),*];
+
+        /// `members` name fields of the variant's struct (checked by the compiler, never run).
+        #[allow(dead_code)]
+        fn members_are_fields() {
+            $( let _ = |s: &$ty| { $( let _ = &s.$member; )* }; )*
+        }
+
+        impl NemoEvent {
+            /// The typed event of `kind` made of `entries`, or [`NemoEvent::Unknown`].
+            fn from_entries(kind: String, entries: RawEntries<'_>) -> NemoEvent {
+                match kind.as_str() {
+                    $( $kind => NemoEvent::$variant(Schema::from_entries(entries)), )*
+                    _ => {
+                        let mut u: UnknownEvent = Schema::from_entries(entries);
+                        u.kind = kind;
+                        NemoEvent::Unknown(u)
+                    }
+                }
+            }
+
+            /// The `"event"` string of a typed variant; `None` for [`NemoEvent::Unknown`].
+            fn typed_kind(&self) -> Option<&'static str> {
+                match self {
+                    $( NemoEvent::$variant(_) => Some($kind), )*
+                    NemoEvent::Unknown(_) => None,
+                }
+            }
+
+            fn write_into(&self, kind: &str, out: &mut String) {
+                match self {
+                    $( NemoEvent::$variant(s) => Schema::write(s, kind, out), )*
+                    NemoEvent::Unknown(s) => Schema::write(s, kind, out),
+                }
+            }
+
+            fn extra_ref(&self) -> &Extra {
+                match self {
+                    $( NemoEvent::$variant(s) => &s.extra, )*
+                    NemoEvent::Unknown(s) => &s.extra,
+                }
+            }
         }
     };
 }
 
+event_kinds! {
+    /// A NEMO tool event: the decoded `payload` of a queue item.
+    ///
+    /// One variant per row of [`EVENT_KINDS`](crate::kinds::EVENT_KINDS), plus
+    /// [`NemoEvent::Unknown`] for any other kind.
+    ///
+    /// ```
+    /// use nemo_events::NemoEvent;
+    ///
+    /// let payload = r#"{"event": "tool_disabled", "tool_id": 7, "tool_name": "Heidelberg MLA150", "usage_id": 3402, "user_name": "Ada Lovelace", "end_time": "2025-10-16T14:18:42.308270+00:00"}"#;
+    /// let ev = NemoEvent::parse(payload)?;
+    /// assert!(matches!(ev, NemoEvent::ToolDisabled(_)));
+    /// assert_eq!((ev.tool_id(), ev.user_name()), (Some(7), Some("Ada Lovelace")));
+    /// assert_eq!(ev.occurred_at().map(|t| t.unix_timestamp()), Some(1760624322));
+    /// assert_eq!(ev.to_json(), payload);
+    /// # Ok::<(), nemo_events::EventError>(())
+    /// ```
+    pub enum NemoEvent {
+        ToolEnabled(ToolUsage) {
+            kind: "tool_enabled",
+            topic: "nemo/tools/{tool_id}/enabled",
+            members: [tool_id, tool_name, usage_id, user_name, start_time],
+            words: "IN USE",
+            summary: "a user started using a tool",
+            family: [],
+        },
+        ToolDisabled(ToolUsage) {
+            kind: "tool_disabled",
+            topic: "nemo/tools/{tool_id}/disabled",
+            members: [tool_id, tool_name, usage_id, user_name, end_time],
+            words: "FREE",
+            summary: "a user stopped using a tool",
+            family: [],
+        },
+        ToolOperational(ToolOperational) {
+            kind: "tool_operational",
+            topic: "nemo/tools/{tool_id}/operational",
+            members: [tool_id, tool_name, operational, timestamp],
+            words: "BACK UP",
+            summary: "the tool works again",
+            family: [],
+        },
+        ToolNonOperational(ToolOperational) {
+            kind: "tool_non_operational",
+            topic: "nemo/tools/{tool_id}/non-operational",
+            members: [tool_id, tool_name, operational, timestamp],
+            words: "DOWN",
+            summary: "the tool is down",
+            family: [],
+        },
+        TaskCreated(Task) {
+            kind: "task_created",
+            topic: "nemo/tools/{tool_id}/tasks",
+            members: [task_id, tool_id, tool_name, problem_description, force_shutdown,
+                      safety_hazard, cancelled, resolved, created_at, updated_at],
+            words: "created",
+            summary: "a problem was reported",
+            family: ["task_*"],
+        },
+        TaskUpdated(Task) {
+            kind: "task_updated",
+            topic: "nemo/tools/{tool_id}/tasks",
+            members: [task_id, tool_id, tool_name, problem_description, force_shutdown,
+                      safety_hazard, cancelled, resolved, created_at, updated_at],
+            words: "updated",
+            summary: "a problem report changed",
+            family: [],
+        },
+        TaskShutdown(Task) {
+            kind: "task_shutdown",
+            topic: "nemo/tools/{tool_id}/tasks",
+            members: [task_id, tool_id, tool_name, problem_description, force_shutdown,
+                      safety_hazard, cancelled, resolved, created_at, updated_at],
+            words: "SHUTDOWN",
+            summary: "a problem report shut the tool down",
+            family: [],
+        },
+        ToolCreated(ToolInfo) {
+            kind: "tool_created",
+            topic: "nemo/tools/{tool_id}",
+            members: [tool_id, tool_name, tool_status, timestamp],
+            words: "tool created",
+            summary: "a tool was added to NEMO",
+            family: ["tool_deleted"],
+        },
+        ToolUpdated(ToolInfo) {
+            kind: "tool_updated",
+            topic: "nemo/tools/{tool_id}",
+            members: [tool_id, tool_name, tool_status, timestamp],
+            words: "tool updated",
+            summary: "a tool's configuration changed",
+            family: [],
+        },
+        AreaCreated(Area) {
+            kind: "area_created",
+            topic: "nemo/areas/{area_id}",
+            members: [area_id, area_name, area_requires_reservation, timestamp],
+            words: "area created",
+            summary: "an area was added",
+            family: ["area_*"],
+        },
+        AreaUpdated(Area) {
+            kind: "area_updated",
+            topic: "nemo/areas/{area_id}",
+            members: [area_id, area_name, area_requires_reservation, timestamp],
+            words: "area updated",
+            summary: "an area changed",
+            family: [],
+        },
+        ReservationCreated(Reservation) {
+            kind: "reservation_created",
+            topic: "nemo/reservations/{reservation_id}",
+            members: [reservation_id, user_id, user_name, start_time, end_time, timestamp],
+            words: "reservation created",
+            summary: "a reservation was made",
+            family: ["reservation_*"],
+        },
+        ReservationUpdated(Reservation) {
+            kind: "reservation_updated",
+            topic: "nemo/reservations/{reservation_id}",
+            members: [reservation_id, user_id, user_name, start_time, end_time, timestamp],
+            words: "reservation updated",
+            summary: "a reservation changed",
+            family: [],
+        },
+        AreaAccess(AreaAccess) {
+            kind: "area_access",
+            topic: "nemo/area_access/{access_id}",
+            members: [access_id, user_id, user_name, area_id, area_name, access_time, timestamp],
+            words: "ACCESS",
+            summary: "someone entered an area",
+            family: [],
+        },
+    }
+}
+
 impl NemoEvent {
-    /// Every kind with a typed variant, as written in `"event"`.
-    pub const KNOWN_KINDS: &'static [&'static str] = &[
-        "tool_enabled",
-        "tool_disabled",
-        "tool_operational",
-        "tool_non_operational",
-        "task_created",
-        "task_updated",
-        "task_shutdown",
-        "tool_created",
-        "tool_updated",
-        "area_created",
-        "area_updated",
-        "reservation_created",
-        "reservation_updated",
-        "area_access",
-    ];
+    /// Every kind with a typed variant, as written in `"event"`: the kinds of
+    /// [`EVENT_KINDS`](crate::kinds::EVENT_KINDS), in the same order.
+    ///
+    /// ```
+    /// use nemo_events::NemoEvent;
+    /// assert_eq!(NemoEvent::KNOWN_KINDS.len(), nemo_events::kinds::EVENT_KINDS.len());
+    /// assert!(NemoEvent::KNOWN_KINDS.contains(&"area_access"));
+    /// ```
+    pub const KNOWN_KINDS: &'static [&'static str] = KNOWN;
 
     /// Parses an event payload, leniently (see the [module docs](crate::event)).
     ///
@@ -632,27 +790,7 @@ impl NemoEvent {
                 expected: "a string",
             });
         };
-        Ok(match kind.as_str() {
-            "tool_enabled" => NemoEvent::ToolEnabled(Schema::from_entries(entries)),
-            "tool_disabled" => NemoEvent::ToolDisabled(Schema::from_entries(entries)),
-            "tool_operational" => NemoEvent::ToolOperational(Schema::from_entries(entries)),
-            "tool_non_operational" => NemoEvent::ToolNonOperational(Schema::from_entries(entries)),
-            "task_created" => NemoEvent::TaskCreated(Schema::from_entries(entries)),
-            "task_updated" => NemoEvent::TaskUpdated(Schema::from_entries(entries)),
-            "task_shutdown" => NemoEvent::TaskShutdown(Schema::from_entries(entries)),
-            "tool_created" => NemoEvent::ToolCreated(Schema::from_entries(entries)),
-            "tool_updated" => NemoEvent::ToolUpdated(Schema::from_entries(entries)),
-            "area_created" => NemoEvent::AreaCreated(Schema::from_entries(entries)),
-            "area_updated" => NemoEvent::AreaUpdated(Schema::from_entries(entries)),
-            "reservation_created" => NemoEvent::ReservationCreated(Schema::from_entries(entries)),
-            "reservation_updated" => NemoEvent::ReservationUpdated(Schema::from_entries(entries)),
-            "area_access" => NemoEvent::AreaAccess(Schema::from_entries(entries)),
-            _ => {
-                let mut u: UnknownEvent = Schema::from_entries(entries);
-                u.kind = kind;
-                NemoEvent::Unknown(u)
-            }
-        })
+        Ok(NemoEvent::from_entries(kind, entries))
     }
 
     /// The payload as Python's `json.dumps` writes it, members in source order (or, for
@@ -667,7 +805,7 @@ impl NemoEvent {
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(192);
         let kind = self.kind();
-        with_inner!(self, s => Schema::write(s, kind, &mut out));
+        self.write_into(kind, &mut out);
         out
     }
 
@@ -679,22 +817,23 @@ impl NemoEvent {
     /// ```
     pub fn kind(&self) -> &str {
         match self {
-            NemoEvent::ToolEnabled(_) => "tool_enabled",
-            NemoEvent::ToolDisabled(_) => "tool_disabled",
-            NemoEvent::ToolOperational(_) => "tool_operational",
-            NemoEvent::ToolNonOperational(_) => "tool_non_operational",
-            NemoEvent::TaskCreated(_) => "task_created",
-            NemoEvent::TaskUpdated(_) => "task_updated",
-            NemoEvent::TaskShutdown(_) => "task_shutdown",
-            NemoEvent::ToolCreated(_) => "tool_created",
-            NemoEvent::ToolUpdated(_) => "tool_updated",
-            NemoEvent::AreaCreated(_) => "area_created",
-            NemoEvent::AreaUpdated(_) => "area_updated",
-            NemoEvent::ReservationCreated(_) => "reservation_created",
-            NemoEvent::ReservationUpdated(_) => "reservation_updated",
-            NemoEvent::AreaAccess(_) => "area_access",
             NemoEvent::Unknown(u) => &u.kind,
+            typed => typed.typed_kind().unwrap_or_default(),
         }
+    }
+
+    /// The row of [`EVENT_KINDS`](crate::kinds::EVENT_KINDS) of this event's kind: `None` for
+    /// [`NemoEvent::Unknown`], whatever its kind (see [`EventKind::family_of`] for kinds of a
+    /// known family).
+    ///
+    /// ```
+    /// let ev = nemo_events::NemoEvent::parse(r#"{"event": "tool_enabled", "tool_id": 1}"#)?;
+    /// let row = ev.kind_info().expect("a typed kind");
+    /// assert_eq!((row.topic, row.words), ("nemo/tools/{tool_id}/enabled", "IN USE"));
+    /// # Ok::<(), nemo_events::EventError>(())
+    /// ```
+    pub fn kind_info(&self) -> Option<&'static EventKind> {
+        self.typed_kind().and_then(EventKind::get)
     }
 
     /// The members not modelled by the variant's struct.
@@ -705,7 +844,7 @@ impl NemoEvent {
     /// # Ok::<(), nemo_events::EventError>(())
     /// ```
     pub fn extra(&self) -> &Extra {
-        with_inner!(self, s => &s.extra)
+        self.extra_ref()
     }
 
     /// The tool this event is about (`tool_id`), if any.

@@ -171,6 +171,13 @@ mod tests {
             );
         }
         assert_eq!(FILTER_EVENT_TYPES.len(), 8);
+        // ... and every kind a filter type names is a kind of the table or of a row's family
+        // (`tool_deleted`, `area_deleted`, `reservation_deleted`), so it has a default topic.
+        for t in FILTER_EVENT_TYPES {
+            for k in t.kinds {
+                assert!(crate::EventKind::family_of(k).is_some(), "{k}");
+            }
+        }
     }
 
     #[test]

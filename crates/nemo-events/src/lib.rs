@@ -9,6 +9,8 @@
 //!   ([`Topic`], [`Qos`]) so bad input gets a typed [`ItemError`] to dead-letter;
 //! * [`NemoEvent`] — the payload as a typed event (one variant per kind, plus
 //!   [`NemoEvent::Unknown`]), with accessors such as [`NemoEvent::tool_id`];
+//! * [`kinds`] — the one table of event kinds ([`EVENT_KINDS`]): topic, payload members and the
+//!   words a person reads, generated from the same list as [`NemoEvent`]'s variants;
 //! * [`hmac`] — the signed envelope `{"payload", "hmac", "algo"}` (feature `hmac`, default);
 //! * [`pyjson`] — the one writer that formats JSON exactly like Python's `json.dumps`.
 //!
@@ -49,6 +51,7 @@ pub mod filter;
 #[cfg(feature = "hmac")]
 pub mod hmac;
 mod item;
+pub mod kinds;
 pub mod pyjson;
 mod qos;
 mod topic;
@@ -61,6 +64,7 @@ pub use event::{
 pub use event_time::{EventTime, parse_time};
 pub use extra::Extra;
 pub use item::{MAX_ITEM_BYTES, QueueItem};
+pub use kinds::{EVENT_KINDS, EventKind};
 pub use qos::{InvalidQos, Qos};
 pub use topic::{MAX_TOPIC_BYTES, Topic, TopicError};
 

@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use nemo_events::kinds::EventKind;
 use serde_json::Value;
 use time::OffsetDateTime;
 pub use time::UtcOffset;
@@ -268,8 +269,12 @@ impl Formatter {
         };
         mem.bound();
         let kind = kind.as_deref().unwrap_or("");
-        let mut parts = match kind {
-            "tool_enabled" => {
+        // The row of nemo-events' table of kinds this kind is (or is treated like: `tool_deleted`
+        // like `tool_created`, `task_*` like `task_created`): the words come from there.
+        let row = EventKind::family_of(kind);
+        let words = row.map(|r| words(r, kind)).unwrap_or_default();
+        match row.map(|r| r.kind) {
+            Some("tool_enabled") => {
                 let start = message::time_field(v, "start_time").unwrap_or(at);
                 if let Some(id) = &tool {
                     mem.started
@@ -277,11 +282,11 @@ impl Formatter {
                 }
                 Parts::new(
                     tool_subject(),
-                    format!("IN USE by {}", user.as_deref().unwrap_or("someone")),
+                    format!("{words} by {}", user.as_deref().unwrap_or("someone")),
                     Paint::YELLOW,
                 )
             }
-            "tool_disabled" => {
+            Some("tool_disabled") => {
                 let usage = message::text_field(v, "usage_id");
                 let remembered = tool
                     .as_ref()
@@ -290,7 +295,7 @@ impl Formatter {
                     .map(|(_, start)| start);
                 let start = remembered.or_else(|| message::time_field(v, "start_time"));
                 let end = message::time_field(v, "end_time").unwrap_or(at);
-                let mut what = "FREE".to_owned();
+                let mut what = words;
                 if let Some(start) = start {
                     what.push_str(" after ");
                     what.push_str(&human_duration(end - start));
@@ -300,9 +305,9 @@ impl Formatter {
                 }
                 Parts::new(tool_subject(), what, Paint::GREEN)
             }
-            "tool_non_operational" => {
+            Some("tool_non_operational") => {
                 let since = message::time_field(v, "timestamp").unwrap_or(at);
-                let mut what = "DOWN".to_owned();
+                let mut what = words;
                 if let Some(id) = &tool {
                     mem.down_since.insert(id.clone(), since);
                     if let Some(problem) = mem.problem.get(id) {
@@ -311,25 +316,20 @@ impl Formatter {
                 }
                 Parts::new(tool_subject(), what, Paint::RED)
             }
-            "tool_operational" => {
+            Some("tool_operational") => {
                 let now = message::time_field(v, "timestamp").unwrap_or(at);
-                let mut what = "BACK UP".to_owned();
+                let mut what = words;
                 if let Some(since) = tool.as_ref().and_then(|id| mem.down_since.remove(id)) {
                     what.push_str(" after ");
                     what.push_str(&human_duration(now - since));
                 }
                 Parts::new(tool_subject(), what, Paint::GREEN)
             }
-            "task_created" | "task_updated" | "task_shutdown" => {
-                let verb = match kind {
-                    "task_created" => "created",
-                    "task_updated" => "updated",
-                    _ => "SHUTDOWN",
-                };
+            Some(row_kind @ ("task_created" | "task_updated" | "task_shutdown")) => {
                 let task = message::text_field(v, "task_id")
                     .map(|t| format!("task #{}", clean(&t, 20)))
                     .unwrap_or_else(|| "task".into());
-                let mut what = format!("{task} {verb}");
+                let mut what = format!("{task} {words}");
                 let desc = message::text_field(v, "problem_description")
                     .map(|d| clean(&d, TEXT_MAX))
                     .filter(|d| !d.is_empty());
@@ -352,15 +352,15 @@ impl Formatter {
                 if !flags.is_empty() {
                     what.push_str(&format!(" ({})", flags.join(", ")));
                 }
-                let color = if kind == "task_shutdown" {
+                let color = if row_kind == "task_shutdown" {
                     Paint::RED
                 } else {
                     Paint::MAGENTA
                 };
                 Parts::new(tool_subject(), what, color)
             }
-            "tool_created" | "tool_updated" | "tool_deleted" => {
-                let mut what = format!("tool {}", &kind[5..]);
+            Some("tool_created" | "tool_updated") => {
+                let mut what = words;
                 if let Some(status) = message::bool_field(v, "tool_status") {
                     what.push_str(if status {
                         " (status on)"
@@ -370,17 +370,17 @@ impl Formatter {
                 }
                 Parts::new(tool_subject(), what, Paint::BLUE)
             }
-            "area_access" => {
+            Some("area_access") => {
                 let subject = subject_for(
                     "area ",
                     message::text_field(v, "area_name").as_deref(),
                     message::text_field(v, "area_id").as_deref(),
                     "area",
                 );
-                let what = format!("ACCESS by {}", user.as_deref().unwrap_or("someone"));
+                let what = format!("{words} by {}", user.as_deref().unwrap_or("someone"));
                 Parts::new(subject, what, Paint::CYAN)
             }
-            k if k.starts_with("area_") => {
+            Some("area_created" | "area_updated") => {
                 let subject = subject_for(
                     "area ",
                     message::text_field(v, "area_name").as_deref(),
@@ -389,7 +389,7 @@ impl Formatter {
                         .as_deref(),
                     "area",
                 );
-                let mut what = format!("area {}", clean(&k[5..], 20));
+                let mut what = words;
                 if let Some(req) = message::bool_field(v, "area_requires_reservation") {
                     what.push_str(if req {
                         " (reservation required)"
@@ -399,13 +399,13 @@ impl Formatter {
                 }
                 Parts::new(subject, what, Paint::BLUE)
             }
-            k if k.starts_with("reservation_") => {
+            Some("reservation_created" | "reservation_updated") => {
                 let id = message::text_field(v, "reservation_id").or_else(|| info.id.clone());
                 let subject = match id {
                     Some(id) => format!("reservation #{}", clean(&id, 20)),
                     None => "reservation".into(),
                 };
-                let mut what = format!("reservation {}", clean(&k[12..], 20));
+                let mut what = words;
                 if let Some(u) = &user {
                     what.push_str(&format!(" for {u}"));
                 }
@@ -445,27 +445,26 @@ impl Formatter {
                 };
                 Parts::new(subject, compact_json(v), Paint::DIM)
             }
-        };
-        if kind.is_empty() || !KNOWN.contains(&kind) {
-            parts.known = false;
         }
-        parts
     }
 }
 
-const KNOWN: &[&str] = &[
-    "tool_enabled",
-    "tool_disabled",
-    "tool_operational",
-    "tool_non_operational",
-    "task_created",
-    "task_updated",
-    "task_shutdown",
-    "tool_created",
-    "tool_updated",
-    "tool_deleted",
-    "area_access",
-];
+/// What happened, in words: the table's words of `row` for its own kind; for another kind of
+/// the row's family, the row's words with the row's verb (the part after the first `_`)
+/// replaced by the kind's (`tool_deleted` in `tool_created`'s family: "tool deleted";
+/// `task_reopened`: "reopened").
+fn words(row: &EventKind, kind: &str) -> String {
+    if row.kind == kind {
+        return row.words.to_owned();
+    }
+    let verb = |k: &'static str| k.split_once('_').map_or(k, |(_, v)| v);
+    let own = verb(row.kind);
+    let theirs = clean(kind.split_once('_').map_or(kind, |(_, v)| v), 20);
+    match row.words.strip_suffix(own) {
+        Some(head) => format!("{head}{theirs}"),
+        None => theirs,
+    }
+}
 
 /// The uncoloured pieces of one line.
 #[derive(Debug, Clone)]
@@ -475,7 +474,6 @@ pub(crate) struct Parts {
     pub color: &'static str,
     pub tags: Vec<(String, &'static str)>,
     pub signature: Signature,
-    pub known: bool,
 }
 
 impl Parts {
@@ -486,13 +484,10 @@ impl Parts {
             color,
             tags: Vec::new(),
             signature: Signature::Unsigned,
-            known: true,
         }
     }
     fn plain(subject: String, what: String) -> Parts {
-        let mut p = Parts::new(subject, what, Paint::DIM);
-        p.known = false;
-        p
+        Parts::new(subject, what, Paint::DIM)
     }
 }
 

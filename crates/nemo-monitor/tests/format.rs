@@ -420,3 +420,74 @@ mod props {
         }
     }
 }
+
+/// A payload of `kind` carrying every member of `row` (ids 5, names "N", times, flags true),
+/// and the topic the plugin would publish it on.
+fn sample(row: &nemo_events::EventKind, kind: &str) -> (String, String) {
+    let mut obj = serde_json::Map::new();
+    obj.insert("event".into(), Value::from(kind));
+    for m in row.members {
+        let v = match *m {
+            m if m.ends_with("_id") => Value::from(5),
+            m if m.ends_with("_time") || m.ends_with("_at") || m == "timestamp" => {
+                Value::from("2025-10-17T09:00:00+00:00")
+            }
+            "tool_name" | "user_name" | "area_name" | "problem_description" => Value::from("N"),
+            _ => Value::from(true),
+        };
+        obj.insert((*m).to_owned(), v);
+    }
+    let topic = row.topic.replace(
+        &row.topic[row.topic.find('{').unwrap()..=row.topic.find('}').unwrap()],
+        "5",
+    );
+    (topic, Value::Object(obj).to_string())
+}
+
+/// Every kind of nemo-events' table has a line in words (its words), never the compact-JSON
+/// fallback of an unknown kind: a kind added to the table without a wording fails here.
+#[test]
+fn every_kind_of_the_table_has_words() {
+    for row in nemo_events::EVENT_KINDS {
+        let (topic, payload) = sample(row, row.kind);
+        let line = plain().line(&topic, payload.as_bytes(), false, AT);
+        assert!(
+            !line.contains("{\""),
+            "{}: falls back to JSON: {line}",
+            row.kind
+        );
+        assert!(
+            line.contains(row.words),
+            "{}: {line:?} lacks {:?}",
+            row.kind,
+            row.words
+        );
+    }
+}
+
+/// Kinds the plugin does not send but that belong to a row's family read like the row, with
+/// their own verb.
+#[test]
+fn family_kinds_read_like_their_row() {
+    let cases = [
+        ("tool_deleted", "N #5", "tool deleted (status on)"),
+        ("task_reopened", "N #5", "task #5 reopened: \"N\""),
+        (
+            "area_deleted",
+            "area N #5",
+            "area deleted (reservation required)",
+        ),
+        (
+            "reservation_deleted",
+            "reservation #5",
+            "reservation deleted for N",
+        ),
+    ];
+    for (kind, subject, what) in cases {
+        let row = nemo_events::EventKind::family_of(kind).unwrap();
+        let (topic, payload) = sample(row, kind);
+        let line = plain().line(&topic, payload.as_bytes(), false, AT);
+        let want = format!("09:48:30  {subject:<34}  {what}");
+        assert!(line.starts_with(&want), "{kind}: {line:?}, want {want:?}");
+    }
+}

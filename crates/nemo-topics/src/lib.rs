@@ -9,7 +9,9 @@
 //! - **typed events** from Rust producers, which have no topic. The mapper renders a template:
 //!   a configured route, else the plugin's own topic for that kind (so Rust producers and the
 //!   plugin publish to the same places, DESIGN §2), else `{prefix}/events/{kind}`. See
-//!   [`TopicMapper::map_event`].
+//!   [`TopicMapper::map_event`]. The plugin's topics, and the fields a route of a kind may name,
+//!   come from nemo-events' table of kinds ([`nemo_events::kinds::EVENT_KINDS`]); this crate
+//!   keeps no list of its own.
 //!
 //! By default (`state_topics = true`; `false` turns it off) a retained
 //! `{prefix}/tools/{tool_id}/state` document follows the main publication for the kinds that

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use nemo_events::{NemoEvent, QueueItem, Topic, TopicError};
 
 use crate::config::{ConfigError, Rewrite, TopicsConfig};
-use crate::defaults::{FAMILIES, family};
+use nemo_events::kinds::{EVENT_KINDS, EventKind};
+
+use crate::defaults;
 use crate::fields::Fields;
 use crate::state;
 use crate::template::{Template, TemplateError, check_levels, check_literal};
@@ -132,7 +134,7 @@ pub struct TopicMapper {
     exact: HashMap<String, Template>,
     /// Configured routes by kind prefix, longest prefix first.
     patterns: Vec<(String, Template)>,
-    /// Default family templates, parallel to `FAMILIES`.
+    /// The plugin's templates, parallel to `EVENT_KINDS`.
     defaults: Vec<Template>,
     fallback: Template,
     state: Option<StateTopics>,
@@ -233,15 +235,22 @@ impl TopicMapper {
             match kind.strip_suffix('*') {
                 Some(stem) => patterns.push((stem.to_owned(), template(key, source, None)?)),
                 None => {
-                    let fields = family(kind).map(|f| f.fields);
-                    exact.insert(kind.clone(), template(key, source, fields)?);
+                    let fields = EventKind::family_of(kind).map(defaults::fields);
+                    exact.insert(kind.clone(), template(key, source, fields.as_deref())?);
                 }
             }
         }
         patterns.sort_by_key(|(stem, _)| std::cmp::Reverse(stem.len()));
-        let defaults = FAMILIES
+        let defaults = EVENT_KINDS
             .iter()
-            .map(|f| template(|| "routes".to_owned(), f.template, Some(f.fields)))
+            .map(|row| {
+                let fields = defaults::fields(row);
+                template(
+                    || "routes".to_owned(),
+                    &defaults::template(row),
+                    Some(&fields),
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let fallback = template(|| "fallback".to_owned(), &cfg.fallback, None)?;
         let state = if cfg.state_topics {
@@ -385,12 +394,10 @@ impl TopicMapper {
             .map(|(_, t)| t)
     }
 
-    /// The plugin's route for `kind`, if it is a kind of a known family.
+    /// The plugin's route for `kind`, if it is a kind of the table of event kinds or of a
+    /// family of one.
     fn default_route(&self, kind: &str) -> Option<&Template> {
-        FAMILIES
-            .iter()
-            .position(|f| (f.matches)(kind))
-            .and_then(|i| self.defaults.get(i))
+        defaults::row_index(kind).and_then(|i| self.defaults.get(i))
     }
 
     fn pass_through(&self, item: &QueueItem) -> Result<Publication, MapError> {
