@@ -45,8 +45,20 @@ pub enum Control {
 /// The exit status when a stop is cut short: a second stop request, or the stop guard.
 pub const FORCED_STOP_EXIT_CODE: i32 = 1;
 
-/// How long the steps after the pipeline may take together at a stop.
-pub const TEARDOWN: Duration = Duration::from_millis(2_500);
+/// How long the steps of a stop that comes before the pipeline ran (while connecting) may take.
+pub const TEARDOWN: Duration = Duration::from_millis(900);
+
+/// When the steps after the pipeline must be done at the latest, for a stop requested at
+/// `requested`: the drain, then at most 1 s for the final ack, the lock's release, the offline
+/// status and the queue's last status together (less a margin for the process's exit); never
+/// less than 300 ms from now, so that a healthy teardown after a long drain still runs.
+pub fn stop_deadline(
+    requested: tokio::time::Instant,
+    drain_timeout: Duration,
+) -> tokio::time::Instant {
+    let bound = requested + drain_timeout + Duration::from_millis(900);
+    bound.max(tokio::time::Instant::now() + Duration::from_millis(300))
+}
 
 /// The longest a stop may take before the guard ends the process: the drain, the final ack,
 /// the lock's release and the teardown fit in it with a margin (`drain_timeout` + 5 s).

@@ -110,7 +110,7 @@ impl Live {
 
     /// The options of the next pipeline run.
     pub(crate) fn pipeline_options(&self) -> PipelineOptions {
-        // (final_timeout stays at its default, 1.5 s: see control::stop_limit.)
+        // (final_timeout stays at its default, 0.5 s: a stop ends within the drain + 1 s.)
         PipelineOptions {
             window: self.cfg.mqtt.inflight as usize,
             drain_timeout: self.cfg.drain_timeout(),

@@ -3,9 +3,9 @@
 //! # How an item travels
 //!
 //! 1. [`EventSource::take`] hands out up to `window − in_flight` raw items, oldest first. The
-//!    pipeline never asks for more, so a million-item backlog stays in Redis, not in memory.
+//!    pipeline never asks for more, so a million-item backlog stays in the queue, not in memory.
 //!    While items are in flight it asks only once at least a *batch* of room is free (see
-//!    [`PipelineOptions::batch`]), so that a full window refills in a few Redis calls instead of
+//!    [`PipelineOptions::batch`]), so that a full window refills in a few queue calls instead of
 //!    one call per confirmed item.
 //! 2. [`Prepare::prepare`] turns the raw bytes into the MQTT messages to publish (usually one;
 //!    more when the topic mapper adds retained state topics). An item it rejects goes to
@@ -16,7 +16,7 @@
 //! 4. The in-flight items sit in a queue **in source order**. When the item at the head has all
 //!    its messages confirmed, it and every confirmed item directly behind it are acked in one
 //!    [`EventSource::ack`] call — once a batch of them is confirmed, or when nothing else is in
-//!    flight (so an idle bridge acks at once). An item therefore leaves Redis only after the
+//!    flight (so an idle bridge acks at once). An item therefore leaves the queue only after the
 //!    broker has it, and acks never overtake each other, even when confirmations arrive out of
 //!    order.
 //!
@@ -32,10 +32,14 @@
 //! # Stopping
 //!
 //! [`Pipeline::run`] ends when its stop future resolves. With [`StopMode::Drain`] the pipeline
-//! stops taking, waits up to the drain timeout for outstanding confirmations, acks what was
-//! confirmed and gives the rest back with [`EventSource::nack`] (order kept). With
-//! [`StopMode::Immediate`] (the lease was lost: another bridge may already be active) it skips
-//! the wait.
+//! stops taking, waits up to the drain timeout for outstanding confirmations, acks the
+//! confirmed items at the head (in source order, as always) and gives the rest back with
+//! [`EventSource::nack`] (order kept). With [`StopMode::Immediate`] (the lock was lost: another
+//! bridge may already be active) it skips the wait. A stop never waits for a server that does
+//! not answer: a call in progress (take, ack) is abandoned, an idle take that its interrupt
+//! cannot end returns after a short grace, and the final ack and nack together are bounded by
+//! [`PipelineOptions::final_timeout`]; whatever was not acked stays in the queue and is
+//! published first at the next start.
 //!
 //! ```
 //! use nemo_bridge::pipeline::{Prepare, PipelineOptions};
@@ -109,18 +113,18 @@ pub struct PipelineOptions {
     pub reconnect_poll: Duration,
     /// How long a [`StopMode::Drain`] stop waits for outstanding confirmations.
     pub drain_timeout: Duration,
-    /// Retry policy for failed Redis calls (take, ack, dead-letter).
+    /// Retry policy for failed queue calls (take, ack, dead-letter).
     pub retry: BackoffConfig,
     /// Batch size for acks and refills while items are in flight; 0 = automatic
     /// (`window / 8`, at least 1). Confirmed items at the head are acked once this many are
     /// confirmed (or at once when nothing else is in flight), and a partly full window is
-    /// refilled once this much room is free. Larger batches mean fewer Redis calls per event
+    /// refilled once this much room is free. Larger batches mean fewer queue calls per event
     /// (measured in list mode: 2 per event with 1, about 0.07 with 32) at the cost of a
     /// slightly smaller effective window; it never delays an idle bridge.
     pub batch: usize,
     /// How long the final ack and nack of a stop may take together. Past it the items stay in
     /// the processing list (published again first at the next start): a stop must end even
-    /// when Redis does not answer.
+    /// when the queue's server does not answer.
     pub final_timeout: Duration,
 }
 
@@ -138,7 +142,7 @@ impl Default for PipelineOptions {
                 ..BackoffConfig::default()
             },
             batch: 0,
-            final_timeout: Duration::from_millis(1_500),
+            final_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -154,7 +158,7 @@ pub struct RunReport {
     pub nacked: u64,
     /// Messages published again after a failure.
     pub republished: u64,
-    /// Items still in flight at the stop that could be neither acked nor nacked (Redis down);
+    /// Items still in flight at the stop that could be neither acked nor nacked (the queue's server down);
     /// they stay in the processing list and are recovered at the next start.
     pub left_in_processing: u64,
 }
@@ -304,7 +308,7 @@ where
 
     /// Move items until `stop` resolves, then stop as its [`StopMode`] says.
     ///
-    /// Redis errors are retried with the retry backoff (logged once per outage); broker
+    /// Queue errors (Redis, NEMO's database) are retried with the retry backoff (logged once per outage); broker
     /// failures lead to a republish after the reconnect. The function therefore only returns
     /// after a stop, with a report of what it did.
     pub async fn run<F>(&mut self, stop: F) -> RunReport
@@ -328,7 +332,14 @@ where
             if let Some(mode) = (&mut stop).now_or_never() {
                 return self.finish(mode).await;
             }
-            if let Err(e) = self.ack_heads(failing).await {
+            // A stop ends a call to a server that does not answer: the items stay in flight
+            // and the stop acks or returns them (an ack that went through is repeated harmlessly).
+            let acked = tokio::select! {
+                biased;
+                r = self.ack_heads(failing) => r,
+                mode = &mut stop => return self.finish(mode).await,
+            };
+            if let Err(e) = acked {
                 if !redis_down {
                     warn!(error = %e, "queue: ack failed; retrying");
                     redis_down = true;
@@ -375,7 +386,13 @@ where
                         interruptible_take(&mut self.source, room, wait, interrupter, &mut stop)
                             .await
                     }
-                    None => (self.source.take(room, wait).await, None),
+                    // A stop abandons the call: what it may have moved stays in the queue's
+                    // processing state and is taken first at the next start.
+                    None => tokio::select! {
+                        biased;
+                        taken = self.source.take(room, wait) => (taken, None),
+                        mode = &mut stop => return self.finish(mode).await,
+                    },
                 };
                 match taken {
                     Ok(deliveries) => {
@@ -630,12 +647,16 @@ where
             }
         }
         self.pending = FuturesUnordered::new();
-        // Ack every confirmed item (also behind an unconfirmed one: fewer duplicates), give
-        // the rest back in order.
-        let (done, rest): (Vec<Slot>, Vec<Slot>) = self
+        // Ack the confirmed items at the head, in source order; give the rest back in order —
+        // also a confirmed item behind an unconfirmed one, so that at the next start the
+        // unconfirmed item is not published after a newer event of its tool.
+        let confirmed = self
             .slots
-            .drain(..)
-            .partition(|s| s.state == SlotState::Confirmed);
+            .iter()
+            .take_while(|s| s.state == SlotState::Confirmed)
+            .count();
+        let rest: Vec<Slot> = self.slots.drain(confirmed..).collect();
+        let done: Vec<Slot> = self.slots.drain(..).collect();
         self.head_seq += (done.len() + rest.len()) as u64;
         let done: Vec<Delivery> = done.into_iter().map(|s| s.delivery).collect();
         let rest: Vec<Delivery> = rest.into_iter().map(|s| s.delivery).collect();
@@ -695,11 +716,15 @@ fn short_prefix(raw: &[u8]) -> String {
 /// have been waiting yet when the stop came).
 const INTERRUPT_AGAIN: Duration = Duration::from_millis(100);
 
+/// How long an interrupted take may take to return before the stop abandons it.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(500);
+
 /// `source.take(max, wait)`, interrupted if `stop` resolves meanwhile: then the take is still
-/// awaited to its end — it returns early, and what it took is admitted and handled by the stop
-/// like everything else in flight, so nothing is lost — and the stop's mode is returned with it.
-/// The interrupt runs in a task of its own, so that a stalled server cannot hold the stop up
-/// beyond the take's own timeout.
+/// awaited — it returns early, and what it took is admitted and handled by the stop like
+/// everything else in flight — and the stop's mode is returned with it. The interrupt runs in a
+/// task of its own; a server that does not answer it (stalled, gone) cannot hold the stop: after
+/// [`INTERRUPT_GRACE`] the take is abandoned, and whatever it may have moved stays in the
+/// queue's processing state, taken first at the next start. Nothing is lost either way.
 async fn interruptible_take<S, F>(
     source: &mut S,
     max: usize,
@@ -719,6 +744,8 @@ where
         mode = stop => mode,
     };
     debug!("queue: stop requested while waiting for items; interrupting the wait");
+    let grace = tokio::time::sleep(INTERRUPT_GRACE);
+    tokio::pin!(grace);
     loop {
         let attempt = tokio::spawn(interrupter.interrupt());
         let again = tokio::time::sleep(INTERRUPT_AGAIN);
@@ -726,12 +753,13 @@ where
         tokio::select! {
             taken = &mut take => return (taken, Some(mode)),
             () = &mut again => {}
+            () = &mut grace => return (Ok(Vec::new()), Some(mode)),
         }
-        // Not back yet: repeat once the last attempt ended (a stalled server: the take's own
-        // timeout ends it).
+        // Not back yet: repeat once the last attempt ended.
         tokio::select! {
             taken = &mut take => return (taken, Some(mode)),
             _ = attempt => {}
+            () = &mut grace => return (Ok(Vec::new()), Some(mode)),
         }
     }
 }

@@ -168,9 +168,17 @@ impl Candidate {
     ) -> Option<Control> {
         let poll = self.poll();
         loop {
-            let tried = match &mut self.lock {
-                CandidateLock::Redis(l) => l.acquire(token).await.map_err(|e| e.to_string()),
-                CandidateLock::Table(l) => l.try_acquire().await.map_err(|e| e.to_string()),
+            let attempt = async {
+                match &mut self.lock {
+                    CandidateLock::Redis(l) => l.acquire(token).await.map_err(|e| e.to_string()),
+                    CandidateLock::Table(l) => l.try_acquire().await.map_err(|e| e.to_string()),
+                }
+            };
+            // A request ends a try that waits for a server that does not answer.
+            let tried = tokio::select! {
+                biased;
+                c = controls.recv() => return Some(c.unwrap_or(Control::Shutdown)),
+                t = attempt => t,
             };
             if is_table {
                 // The lock is the database's: /readyz says whether it answers.
@@ -319,13 +327,16 @@ impl Queue {
         }
     }
 
-    /// The lock is given up at a stop: the source is dropped by then.
-    pub(crate) async fn release(&self, lock: Lock, limit: Duration) {
+    /// The lock is given up at a stop, by `deadline`: the source is dropped by then.
+    pub(crate) async fn release(&self, lock: Lock, deadline: tokio::time::Instant) {
         match lock.held {
             Held::Nothing => {}
             Held::Redis(k) => {
                 // Best effort: an unreleased lease lapses after its TTL.
-                if tokio::time::timeout(limit, k.release()).await.is_err() {
+                if tokio::time::timeout_at(deadline, k.release())
+                    .await
+                    .is_err()
+                {
                     warn!("lease: no answer from Redis; it lapses after its TTL");
                 }
             }

@@ -13,7 +13,6 @@
 //! `live`; the queue and its lock are [`crate::queue`]'s.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use nemo_mqtt::Publisher;
 use nemo_redis::{BridgeStatus, Lease};
@@ -22,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::control::{Control, Controls, TEARDOWN, stop_limit};
+use crate::control::{Control, Controls, TEARDOWN, stop_deadline, stop_limit};
 use crate::error::BridgeError;
 use crate::figures::FigureBoard;
 use crate::http::{Health, Note};
@@ -31,9 +30,6 @@ use crate::pipeline::{Pipeline, StopMode};
 use crate::queue::{Consumer, Diagnostics, Lock, Queue};
 use crate::settings::{RowState, Settings};
 use crate::watchdog::{Heartbeat, Watchdog};
-
-/// How long releasing the lease may take at a stop.
-const LEASE_RELEASE: Duration = Duration::from_millis(500);
 
 /// Run the bridge until a [`Control::Shutdown`] (or the control channel closes).
 ///
@@ -100,6 +96,7 @@ pub async fn run(
         .map_err(|source| BridgeError::Watchdog { source })?;
 
     let token = Lease::new_token();
+    let stop_at: tokio::time::Instant;
     'compete: loop {
         // Single active consumer: wait as standby until the lock is ours.
         let mut won = queue.candidate();
@@ -108,7 +105,10 @@ pub async fn run(
             while let Some(c) = candidate.wait(&token, &mut controls, &health, table).await {
                 match c {
                     Control::Reload => reload(&mut live, &mut settings, &controls, &diag).await,
-                    Control::Shutdown => break 'compete,
+                    Control::Shutdown => {
+                        stop_at = tokio::time::Instant::now();
+                        break 'compete;
+                    }
                 }
             }
             health.set_lease_held(true);
@@ -122,9 +122,11 @@ pub async fn run(
             (ended, source) = serve(source, &live, &heartbeat, &mut controls, &mut lock).await;
             match ended {
                 Ended::Reload => reload(&mut live, &mut settings, &controls, &diag).await,
-                Ended::Shutdown => {
+                Ended::Shutdown(at) => {
+                    stop_at = at;
                     drop(source);
-                    queue.release(lock, LEASE_RELEASE).await;
+                    let deadline = stop_deadline(stop_at, live.cfg.drain_timeout());
+                    queue.release(lock, deadline).await;
                     health.set_lease_held(false);
                     break 'compete;
                 }
@@ -140,8 +142,9 @@ pub async fn run(
     }
 
     // Graceful stop: offline status, disconnect, the queue's last status, background tasks.
-    // Every step is best effort within one deadline: whatever is down, the stop ends.
-    let deadline = tokio::time::Instant::now() + TEARDOWN;
+    // Every step is best effort within one deadline: whatever is down, the stop ends within
+    // the drain + 1 s of the request.
+    let deadline = stop_deadline(stop_at, live.cfg.drain_timeout());
     poll_task.abort();
     figures_task.abort();
     live.close(deadline).await;
@@ -156,7 +159,8 @@ pub async fn run(
 /// Why a pipeline run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
-    Shutdown,
+    /// Stop requested at this instant.
+    Shutdown(tokio::time::Instant),
     Reload,
     LockLost,
 }
@@ -178,14 +182,14 @@ async fn serve(
         live.pipeline_options(),
     )
     .with_heartbeat(heartbeat.clone());
-    let mut ended = Ended::Shutdown;
+    let mut ended = Ended::Reload;
     let report = pipeline
         .run(async {
             loop {
                 tokio::select! {
                     c = controls.recv() => {
-                        if c == Some(Control::Reload) {
-                            ended = Ended::Reload;
+                        if c != Some(Control::Reload) {
+                            ended = Ended::Shutdown(tokio::time::Instant::now());
                         }
                         return StopMode::Drain;
                     }

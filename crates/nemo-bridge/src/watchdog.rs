@@ -1,15 +1,15 @@
 //! A progress watchdog for the pipeline: the last line of defence against a bridge that is alive
 //! but no longer moves events.
 //!
-//! Every wait inside [`Pipeline::run`](crate::pipeline::Pipeline::run) is bounded (Redis
-//! commands by `redis.command_timeout_ms`, confirmations by `mqtt.confirm_timeout_s`, retries
+//! Every wait inside [`Pipeline::run`](crate::pipeline::Pipeline::run) is bounded (queue
+//! calls by `redis.command_timeout_ms`, confirmations by `mqtt.confirm_timeout_s`, retries
 //! and reconnect polls by their backoff), so its loop turns at least once per such bound, also
 //! while Redis or the broker is down. The pipeline [`beat`](Heartbeat::beat)s a [`Heartbeat`]
 //! on every turn. A plain OS thread — not a Tokio task, so that it still runs when the async
 //! runtime itself is wedged, e.g. by a thread blocked inside a C library — checks the heartbeat
 //! and calls its `on_stall` action once the pipeline has been silent for longer than the limit.
 //! The bridge's action logs the stall and exits with status 70, so that the service manager
-//! restarts it: nothing is lost, the in-flight items are still in Redis and are published again
+//! restarts it: nothing is lost, the in-flight items are still in the queue and are published again
 //! by the next process.
 //!
 //! The watchdog only watches while a pipeline runs: a standby waiting for the lease is
