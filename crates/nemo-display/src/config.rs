@@ -287,8 +287,12 @@ fn rename_mqtt_error(e: MqttError) -> DisplayError {
             key,
             value,
             problem,
-        } => invalid(key, value, problem),
-        MqttError::InvalidUrl { url, problem } => invalid("url", format!("{url:?}"), problem),
+        } => invalid(key, value, problem.replace("mqtt.", "display.")),
+        MqttError::InvalidUrl { url, problem } => invalid(
+            "url",
+            format!("{url:?}"),
+            problem.replace("mqtt.", "display."),
+        ),
         other => DisplayError::Invalid {
             key: "display".into(),
             value: String::new(),
@@ -343,6 +347,17 @@ mod tests {
             );
             assert!(!msg.contains("\"x\""), "a password is never shown: {msg}");
         }
+    }
+
+    #[test]
+    fn credentials_in_the_url_point_to_the_display_keys() {
+        let cfg: DisplayConfig = toml::from_str("url = \"mqtt://u:pw@d:1883\"").unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("invalid display.url = "), "{msg}");
+        assert!(
+            msg.contains("display.username") && !msg.contains("pw@"),
+            "{msg}"
+        );
     }
 
     #[test]
