@@ -290,6 +290,21 @@ pub async fn run(
         return Ok(());
     };
     let mqtt_task = watch_mqtt(publisher.state(), health.clone(), status_tx.clone());
+    // [display] (nemo-display): the tool displays' own feed. It reads the events back from the
+    // broker and never holds the pipeline; `display.connected()` says whether the displays'
+    // broker is connected. Started once: a reload does not change it.
+    let display = match cfg.display.enabled {
+        true => Some(
+            nemo_display::DisplayFeed::spawn(
+                &cfg.display,
+                &cfg.mqtt_config(),
+                cfg.hmac.key_bytes()?,
+                cfg.backoff.clone(),
+            )
+            .map_err(|e| ConfigError::Section(e.to_string()))?,
+        ),
+        false => None,
+    };
     let prep = preparer(&cfg)?;
     let msglog = message_log(&cfg, settings.store());
 
@@ -450,6 +465,9 @@ pub async fn run(
         warn!(error = %e, "mqtt: shutdown was not clean");
     }
     live.mqtt_task.abort();
+    if let Some(feed) = display {
+        best_effort(deadline, "stop the display feed", feed.shutdown()).await;
+    }
     if let Some(log) = live.msglog.take() {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         log.close(left.min(Duration::from_secs(1))).await;
