@@ -206,6 +206,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// `[nemo]`: NEMO's database (the MQTT configuration page's settings).
     pub nemo: NemoConfig,
+    /// `[display]`: feed the tool displays directly (`nemo/esp32/{tool_id}/status`).
+    pub display: nemo_display::DisplayConfig,
     /// The event filters of NEMO's page (read from its database, never from the file).
     #[serde(skip)]
     pub filters: crate::filters::EventFilters,
@@ -359,6 +361,9 @@ impl Config {
         self.nemo
             .validate()
             .map_err(|e| ConfigError::Section(e.to_string()))?;
+        self.display
+            .validate()
+            .map_err(|e| ConfigError::Section(e.to_string()))?;
         if self.shutdown.drain_timeout_s > 3_600 {
             return Err(ConfigError::Invalid {
                 key: "shutdown.drain_timeout_s".into(),
@@ -467,6 +472,9 @@ impl Config {
         }
         if !c.hmac.key.is_empty() {
             c.hmac.key = Secret::new("***");
+        }
+        if !c.display.password.is_empty() {
+            c.display.password = Secret::new("***");
         }
         c
     }

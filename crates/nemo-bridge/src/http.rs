@@ -55,6 +55,8 @@ pub enum Note {
     Reload,
     /// The last switch to a new broker failed.
     Broker,
+    /// The displays' broker (`[display]`) is not connected.
+    Display,
 }
 
 impl Health {
@@ -67,6 +69,26 @@ impl Health {
     /// and the lock is the table's advisory lock.
     pub fn set_queue_is_table(&self, table: bool) {
         self.queue_is_table.store(table, Ordering::Relaxed);
+    }
+    /// Whether the displays' broker of the `[display]` feed is connected (`None`: no feed).
+    /// Down is a remark in `/readyz`, not a 503: the events still flow; the gauge
+    /// `nemo_display_connected` follows it.
+    ///
+    /// ```
+    /// use nemo_bridge::http::Health;
+    /// let h = Health::default();
+    /// h.set_display(Some(false));
+    /// assert!(h.note().unwrap().contains("display"));
+    /// h.set_display(Some(true));
+    /// assert_eq!(h.note(), None);
+    /// ```
+    pub fn set_display(&self, connected: Option<bool>) {
+        if let Some(up) = connected {
+            metrics::gauge!("nemo_display_connected").set(if up { 1.0 } else { 0.0 });
+        }
+        let note = (connected == Some(false))
+            .then(|| "display: the displays' broker is not connected; retrying".to_owned());
+        self.set_note(Note::Display, note);
     }
     /// Broker connected.
     pub fn set_mqtt(&self, up: bool) {

@@ -180,6 +180,45 @@ impl Live {
     }
 }
 
+/// Start the tool displays' feed when `[display] enabled`: it reads the events back from the
+/// broker, keeps each tool's latest status and publishes it to the displays' broker, never
+/// holding the pipeline back. Whether that broker is connected goes to `/readyz` (a remark),
+/// the `nemo_display_connected` gauge and the queue figures (the monitor). Started once: a
+/// reload does not change it (a restart does).
+///
+/// # Errors
+/// [`ConfigError`] when the `[display]` or `[hmac]` settings cannot be used.
+pub(crate) fn start_display(
+    cfg: &Config,
+    health: &Arc<Health>,
+    figures: &crate::figures::FigureBoard,
+) -> Result<Option<nemo_display::DisplayFeed>, ConfigError> {
+    if !cfg.display.enabled {
+        return Ok(None);
+    }
+    let feed = nemo_display::DisplayFeed::spawn(
+        &cfg.display,
+        &cfg.mqtt_config(),
+        cfg.hmac.key_bytes()?,
+        cfg.backoff.clone(),
+    )
+    .map_err(|e| ConfigError::Section(e.to_string()))?;
+    let mut connected = feed.connected();
+    let health = health.clone();
+    let figures = figures.clone();
+    tokio::spawn(async move {
+        loop {
+            let up = *connected.borrow_and_update();
+            health.set_display(Some(up));
+            figures.set_display(Some(up));
+            if connected.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Some(feed))
+}
+
 /// The preparer (topics, HMAC key, event filters) of a configuration.
 fn preparer(cfg: &Config) -> Result<ItemPreparer, ConfigError> {
     let mapper =

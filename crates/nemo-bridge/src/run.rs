@@ -89,6 +89,8 @@ pub async fn run(
         status_tx,
     )?;
     let figures_task = figures.spawn_publisher(queue.kind(), live.publishers());
+    // [display]: the tool displays' own feed, beside the pipeline (never holding it back).
+    let display = crate::live::start_display(&live.cfg, &health, &figures)?;
     // The last line of defence: exit (the service manager restarts us) if a running pipeline
     // stops turning; see `watchdog`.
     let heartbeat = Heartbeat::new();
@@ -147,6 +149,9 @@ pub async fn run(
     let deadline = stop_deadline(stop_at, live.cfg.drain_timeout());
     poll_task.abort();
     figures_task.abort();
+    if let Some(feed) = display {
+        crate::control::best_effort(deadline, "stop the display feed", feed.shutdown()).await;
+    }
     live.close(deadline).await;
     queue.close(deadline).await;
     if let Some(t) = http_task {
