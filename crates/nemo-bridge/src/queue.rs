@@ -15,10 +15,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nemo_db::queue::{SourceShared, Wake};
-use nemo_db::{QueueDb, QueueLock};
 use nemo_redis::{BridgeStatus, ControlCommand, Lease, LeaseKeeper, Redis, StatusRefresher};
 use nemo_source::{BoxedSource, boxed};
+use nemo_table_queue::{QueueDb, QueueLock, SourceShared, Wake};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -375,7 +374,7 @@ impl TableQueue {
                         "database: NEMO's MQTT page was saved (NOTIFY nemo_mqtt_reload); reloading"
                     );
                     if let Ok(mut d) = diag.lock() {
-                        d.pending_reason = Some("notify");
+                        d.pending_reason = Some(status_row::ReloadReason::Notify);
                     }
                     if tx.send(Control::Reload).await.is_err() {
                         return;

@@ -30,6 +30,7 @@ use crate::pipeline::{Pipeline, PipelineOptions, StopMode};
 use crate::prepare::ItemPreparer;
 use crate::queue::{Diagnostics, Queue};
 use crate::settings::{Phase, Settings};
+use crate::status_row::ReloadReason;
 use crate::watchdog::{Heartbeat, Watchdog};
 
 /// The exit status of a bridge whose pipeline stalled (`EX_SOFTWARE`); see [`crate::watchdog`].
@@ -270,7 +271,7 @@ pub async fn run(
     let (status_tx, status_rx) = watch::channel(BridgeStatus::Disconnected);
     let diag = Arc::new(std::sync::Mutex::new(Diagnostics::new()));
     if let Ok(mut d) = diag.lock() {
-        d.applied(&cfg, applied_row(&settings), "startup");
+        d.applied(&cfg, applied_row(&settings), ReloadReason::Startup);
     }
     let Some(queue) =
         Queue::open(&cfg, &mut ctl_rx, &ctl_tx, &health, status_rx, diag.clone()).await?
@@ -474,7 +475,7 @@ fn applied_row(settings: &Settings) -> Option<(i64, String)> {
 
 fn note_applied(diag: &std::sync::Mutex<Diagnostics>, cfg: &Config, settings: &Settings) {
     if let Ok(mut d) = diag.lock() {
-        d.applied(cfg, applied_row(settings), "reload");
+        d.applied(cfg, applied_row(settings), ReloadReason::Signal);
     }
 }
 
