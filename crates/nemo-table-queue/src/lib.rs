@@ -7,14 +7,16 @@
 //! view reads. NEMO's page store (configuration row, filters, message log) is another job on
 //! the same database, in `nemo-db`, whose `[nemo]` settings and errors this crate uses.
 //!
-//! # The one design decision: the table stays the plugin's, and the queue's state is in it
+//! # The one design decision: the lock and the right to ack are one connection
 //!
-//! The plugin owns the table and its DDL (no index on `processed`, rows never deleted by the
-//! plugin); this crate adds no column, index or table of its own. Whether a row is done is
-//! its `processed` flag, set only after the broker confirmed it; where to go on is found from
-//! the table (the oldest unprocessed row), never from a file of the bridge. A crash therefore
-//! loses nothing (at most the in-flight window is published again), and an operator can switch
-//! between this bridge and the plugin's own at any time: both read the same rows the same way.
+//! Every query of the source (take, ack, dead letter) runs on the connection that holds the
+//! queue's advisory lock. When that connection breaks, the lock is gone with it, the source
+//! says so ([`TableSource::held`] turns `false`), and no ack of a bridge that lost the lock can
+//! reach the table after another bridge took over: at worst two bridges publish the same rows
+//! for a moment (duplicates), never a row marked processed that was not confirmed. The table
+//! itself stays the plugin's: no column, index or table is added, and where to go on is found
+//! from the table (the oldest unprocessed row), so an operator can switch between this bridge
+//! and the plugin's own at any time.
 //!
 //! # How rows travel
 //!
