@@ -66,6 +66,29 @@ fn plugin_stream(url: String, n: usize) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// A time as the plugin's bridge writes it into the status row: Python's `isoformat()` of a
+/// UTC datetime (microseconds only when not zero, `+00:00`, never `Z` or nanoseconds).
+fn assert_isoformat(what: &str, v: &serde_json::Value) {
+    let re = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?\+00:00$").unwrap();
+    let text = v.as_str().unwrap_or_default();
+    assert!(
+        re.is_match(text),
+        "{what} = {v} is not Python's isoformat in UTC"
+    );
+    assert!(
+        !text.ends_with(".000000+00:00"),
+        "{what} = {v}: zero microseconds are left out"
+    );
+}
+
+/// `bridge_diagnostics` of the status row.
+fn diagnostics(db: &NemoDatabase) -> serde_json::Value {
+    let text = db.query(
+        "SELECT bridge_diagnostics::text FROM nemo_mqtt_mqttbridgestatus WHERE key = 'default'",
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
 fn start_bridge(setup: &Setup, db: &NemoDatabase, broker: &Mosquitto, tag: &str) -> Bridge {
     let cfg = table_config(
         setup.dir.path(),
@@ -136,6 +159,13 @@ async fn rows_published_byte_exact_in_order_and_status_row_kept() -> TestResult 
         "no Redis in database mode: {}",
         bridge.log()
     );
+    let d = diagnostics(&db);
+    assert!(
+        d["queue_pending"].is_u64(),
+        "queue_pending is a number: {d}"
+    );
+    assert_isoformat("last_reload_at", &d["last_reload_at"]);
+    assert_isoformat("diagnostics_updated_at", &d["diagnostics_updated_at"]);
 
     bridge.signal("-TERM");
     assert_eq!(bridge.wait_exit(Duration::from_secs(10)), Some(Some(0)));
@@ -143,6 +173,25 @@ async fn rows_published_byte_exact_in_order_and_status_row_kept() -> TestResult 
         db.query("SELECT status FROM nemo_mqtt_mqttbridgestatus"),
         "disconnected"
     );
+    // What the plugin's own bridge finds and merges its keys into: only its own keys (no dead
+    // pid beside `role: active`).
+    let d = diagnostics(&db);
+    let mut keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "applied_fingerprint",
+            "diagnostics_updated_at",
+            "last_error",
+            "last_reload_at",
+            "last_reload_reason"
+        ],
+        "{d}"
+    );
+    assert_eq!(d["last_reload_reason"], "startup");
+    assert_isoformat("last_reload_at", &d["last_reload_at"]);
+    assert_isoformat("diagnostics_updated_at", &d["diagnostics_updated_at"]);
     Ok(())
 }
 
@@ -413,18 +462,29 @@ async fn the_pages_notify_reloads_the_configuration() -> TestResult {
         "{}",
         bridge.log()
     );
-    let reason = db
-        .query("SELECT bridge_diagnostics->>'last_reload_reason' FROM nemo_mqtt_mqttbridgestatus");
-    // The status row is rewritten at the next heartbeat or broker change: the broker changed.
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut reason = reason;
-    while reason != "notify" && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        reason = db.query(
-            "SELECT bridge_diagnostics->>'last_reload_reason' FROM nemo_mqtt_mqttbridgestatus",
-        );
+    // The status row is written right after the reload, not at the next heartbeat (15 s):
+    // within a second of the move to the new broker, which comes after the reload.
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut d = diagnostics(&db);
+    while d["last_reload_reason"] != "notify" && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        d = diagnostics(&db);
     }
-    assert_eq!(reason, "notify");
+    assert_eq!(d["last_reload_reason"], "notify", "{d}");
+    // The applied row's `updated_at`, as the plugin writes it (isoformat), the saved time.
+    let fingerprint = &d["applied_fingerprint"];
+    assert_eq!(fingerprint["id"], 1, "{d}");
+    assert_isoformat("applied_fingerprint.updated_at", &fingerprint["updated_at"]);
+    assert_eq!(
+        db.query(
+            "SELECT CAST(bridge_diagnostics->'applied_fingerprint'->>'updated_at' AS timestamptz) \
+             = (SELECT updated_at FROM nemo_mqtt_mqttconfiguration WHERE id = 1) \
+             FROM nemo_mqtt_mqttbridgestatus"
+        ),
+        "t",
+        "{d}"
+    );
+    assert_isoformat("last_reload_at", &d["last_reload_at"]);
     Ok(())
 }
 

@@ -27,11 +27,23 @@ pub struct Counts {
     pub dead: u64,
 }
 
+/// What the pipeline counts itself, for a queue whose server cannot say it (NEMO's table keeps
+/// no state for rows in flight, and its dead letters are rows of the message log).
+#[derive(Debug, Default)]
+pub struct Flow {
+    /// Items taken and not yet acked.
+    pub in_flight: std::sync::atomic::AtomicU64,
+    /// Items this bridge set aside as dead letters since it started.
+    pub dead: std::sync::atomic::AtomicU64,
+}
+
 /// Where the queue's tasks put the latest [`Counts`], and the display feed its link state.
 #[derive(Debug, Clone)]
 pub struct FigureBoard {
     counts: watch::Sender<Option<Counts>>,
     display: watch::Sender<Option<bool>>,
+    /// The pipeline's own counts ([`Flow`]).
+    pub flow: std::sync::Arc<Flow>,
 }
 
 impl Default for FigureBoard {
@@ -39,6 +51,7 @@ impl Default for FigureBoard {
         FigureBoard {
             counts: watch::channel(None).0,
             display: watch::channel(None).0,
+            flow: std::sync::Arc::default(),
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod prepare;
 pub mod queue;
 pub mod run;
 pub mod settings;
+pub mod status_row;
 pub mod watchdog;
 
 pub use config::{Config, ConfigError};

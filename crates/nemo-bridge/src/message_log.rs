@@ -1,4 +1,4 @@
-//! The page's recent-message log, written off the delivery path.
+//! The page's recent-message log, written off the delivery path, in publication order.
 //!
 //! With `nemo.message_log` on (the page's "log messages" switch), every confirmed publication
 //! and every failed one (with its error) becomes a row of `nemo_mqtt_mqttmessagelog`, which
@@ -6,11 +6,23 @@
 //!
 //! ```text
 //!  pipeline ─publish─► LoggedSink ─► broker
-//!                          │ on confirm / failure: try_send (never waits)
+//!                          │ at publish: reserve a place (try_send, never waits)
 //!                          ▼
 //!              bounded queue (10,000) ──► writer task ──► INSERT (a batch per statement)
-//!               full: dropped, counted                    then DELETE beyond message_log_keep
+//!               full: dropped, counted     │ awaits each outcome     then DELETE beyond
+//!                          ▲               │ in queue order           message_log_keep
+//!                          └─ on confirm / failure: the entry, through the place's oneshot
 //! ```
+//!
+//! # Why a place is reserved at publish time
+//!
+//! The pipeline keeps its confirmations in a `FuturesUnordered`, which polls them in whatever
+//! order they are woken. An entry sent from inside the confirmation would reach the log in
+//! that order (a CI run saw rows 74…119 followed by 5, 6, 7, 8). So `publish` puts a place
+//! for the entry into the writer's queue at once, in publication order, and the confirmation
+//! only fills it in (a `oneshot`); the writer takes the places in order and waits for each. A
+//! confirmation that is dropped unfinished (the pipeline stopped) closes its place, which the
+//! writer skips.
 //!
 //! A slow or absent database fills the queue and the overflow is dropped and counted
 //! (`nemo_bridge_message_log_dropped_total`); a batch that cannot be written is dropped and
@@ -22,7 +34,7 @@ use std::time::Duration;
 
 use nemo_db::{DbError, LogEntry, NemoStore};
 use nemo_mqtt::{Confirm, ConnState, EventSink, OutMessage};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 /// Entries waiting for the writer, at most.
@@ -35,13 +47,17 @@ const BATCH: usize = 256;
 /// after it wrote what it holds.
 #[derive(Debug)]
 pub struct MessageLog {
-    tx: mpsc::Sender<LogEntry>,
+    tx: mpsc::Sender<Place>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A place in the writer's queue, reserved at publish time; its entry comes when the
+/// publication is confirmed or failed. Closed unfilled: skipped.
+type Place = oneshot::Receiver<LogEntry>;
+
 /// Where [`LoggedSink`] sends entries: a writer's queue, or nowhere.
 #[derive(Debug, Clone, Default)]
-pub struct LogTap(Option<mpsc::Sender<LogEntry>>);
+pub struct LogTap(Option<mpsc::Sender<Place>>);
 
 impl LogTap {
     /// A tap that logs nothing.
@@ -49,11 +65,17 @@ impl LogTap {
         LogTap(None)
     }
 
-    fn send(&self, entry: LogEntry) {
-        if let Some(tx) = &self.0
-            && tx.try_send(entry).is_err()
-        {
-            metrics::counter!("nemo_bridge_message_log_dropped_total").increment(1);
+    /// Reserve the next place in the writer's queue (never waits): `None` when the tap is off
+    /// or the queue is full (the entry is then dropped and counted).
+    fn reserve(&self) -> Option<oneshot::Sender<LogEntry>> {
+        let tx = self.0.as_ref()?;
+        let (fill, place) = oneshot::channel();
+        match tx.try_send(place) {
+            Ok(()) => Some(fill),
+            Err(_) => {
+                metrics::counter!("nemo_bridge_message_log_dropped_total").increment(1);
+                None
+            }
         }
     }
 }
@@ -85,14 +107,25 @@ impl MessageLog {
     }
 }
 
-async fn write_loop(store: Arc<dyn NemoStore>, keep: u64, mut rx: mpsc::Receiver<LogEntry>) {
+async fn write_loop(store: Arc<dyn NemoStore>, keep: u64, mut rx: mpsc::Receiver<Place>) {
     let dropped = |n: usize| {
         metrics::counter!("nemo_bridge_message_log_dropped_total").increment(n as u64);
     };
     let mut failing: Option<String> = None;
+    let mut places = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    while rx.recv_many(&mut places, BATCH).await > 0 {
+        // In queue order = publication order; a place whose confirmation was dropped is
+        // closed (`Err`) and skipped.
+        for place in places.drain(..) {
+            if let Ok(entry) = place.await {
+                batch.push(entry);
+            }
+        }
         let n = batch.len();
+        if n == 0 {
+            continue;
+        }
         let result = match store.append_message_log(&batch).await {
             Ok(()) if keep > 0 => store.trim_message_log(keep).await.map(drop),
             other => other,
@@ -109,7 +142,7 @@ async fn write_loop(store: Arc<dyn NemoStore>, keep: u64, mut rx: mpsc::Receiver
                 dropped(n);
                 error!(error = %e, "message log: cannot write NEMO's message log; not trying again until a reload (delivery is not affected)");
                 // Drain and count until the reload replaces this writer.
-                while let Some(_entry) = rx.recv().await {
+                while let Some(_place) = rx.recv().await {
                     dropped(1);
                 }
                 return;
@@ -151,18 +184,23 @@ impl<K: EventSink> EventSink for LoggedSink<K> {
         if self.tap.0.is_none() {
             return self.inner.publish(msg);
         }
-        let tap = self.tap.clone();
+        // The place is taken now, in publication order; the entry fills it when the broker
+        // answered, whenever the pipeline polls this confirmation.
+        let place = self.tap.reserve();
         let (topic, payload, qos, retain) =
             (msg.topic.clone(), msg.payload.clone(), msg.qos, msg.retain);
         let confirm = self.inner.publish(msg);
         Box::pin(async move {
             let result = confirm.await;
-            let text = String::from_utf8_lossy(&payload).into_owned();
-            let qos = qos as u8;
-            tap.send(match &result {
-                Ok(()) => LogEntry::confirmed(topic, text, qos, retain),
-                Err(e) => LogEntry::failed(topic, text, qos, retain, e.to_string()),
-            });
+            if let Some(place) = place {
+                let text = String::from_utf8_lossy(&payload).into_owned();
+                let qos = qos as u8;
+                // The writer is gone (closed): nothing to fill.
+                let _ = place.send(match &result {
+                    Ok(()) => LogEntry::confirmed(topic, text, qos, retain),
+                    Err(e) => LogEntry::failed(topic, text, qos, retain, e.to_string()),
+                });
+            }
             result
         })
     }
@@ -185,6 +223,13 @@ mod tests {
     use nemo_db::MockNemoStore;
     use nemo_events::Qos;
     use nemo_mqtt::{MockEventSink, MqttError};
+
+    /// Send `entry` through `tap` as a confirmation would.
+    fn fill(tap: &LogTap, entry: LogEntry) {
+        if let Some(place) = tap.reserve() {
+            let _ = place.send(entry);
+        }
+    }
 
     fn msg(i: usize) -> OutMessage {
         OutMessage {
@@ -223,6 +268,7 @@ mod tests {
         for i in 0..3 {
             let _ = logged.publish(msg(i)).await;
         }
+        drop(logged);
         log.close(Duration::from_secs(5)).await;
         let w = written.lock().unwrap();
         let topics: Vec<&str> = w.iter().map(|e| e.topic.as_str()).collect();
@@ -241,6 +287,48 @@ mod tests {
         assert!(w[1].error_message.is_some());
         assert_eq!(w[0].payload, "{\"seq\": 0}");
         assert_eq!(w[0].qos, 1);
+    }
+
+    #[tokio::test]
+    async fn entries_keep_publication_order_whatever_order_confirmations_are_polled_in() {
+        let written = Arc::new(Mutex::new(Vec::<LogEntry>::new()));
+        let mut store = MockNemoStore::new();
+        let w = written.clone();
+        store.expect_append_message_log().returning(move |e| {
+            w.lock().unwrap().extend_from_slice(e);
+            Ok(())
+        });
+        let log = MessageLog::spawn(Arc::new(store), 0);
+        // Each publication is confirmed when its gate opens.
+        let gates = Arc::new(Mutex::new(Vec::<oneshot::Sender<()>>::new()));
+        let mut sink = MockEventSink::new();
+        let g = gates.clone();
+        sink.expect_publish().returning(move |_| {
+            let (open, gate) = oneshot::channel::<()>();
+            g.lock().unwrap().push(open);
+            Box::pin(async move { gate.await.map_err(|_| MqttError::Closed) })
+        });
+        let logged = LoggedSink::new(sink, log.tap());
+        let mut confirms: Vec<_> = (0..5).map(|i| Some(logged.publish(msg(i)))).collect();
+        for open in std::mem::take(&mut *gates.lock().unwrap()) {
+            open.send(()).unwrap();
+        }
+        // The pipeline polls the confirmations last first (as a FuturesUnordered may), and
+        // drops number 1 unpolled (it stopped).
+        drop(confirms[1].take());
+        for i in [4, 3, 2, 0] {
+            confirms[i].take().unwrap().await.unwrap();
+        }
+        drop(logged);
+        log.close(Duration::from_secs(5)).await;
+        let topics: Vec<String> = written
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.topic.clone())
+            .collect();
+        let expected: Vec<String> = [0, 2, 3, 4].iter().map(|i| msg(*i).topic).collect();
+        assert_eq!(topics, expected);
     }
 
     /// A store whose writes fail with "denied", or never finish, counting the calls.
@@ -282,10 +370,10 @@ mod tests {
         });
         let log = MessageLog::spawn(store.clone(), 0);
         let tap = log.tap();
-        tap.send(LogEntry::confirmed("a", "b", 1, false));
+        fill(&tap, LogEntry::confirmed("a", "b", 1, false));
         tokio::time::sleep(Duration::from_millis(50)).await;
         for _ in 0..10 {
-            tap.send(LogEntry::confirmed("a", "b", 1, false));
+            fill(&tap, LogEntry::confirmed("a", "b", 1, false));
             tokio::task::yield_now().await;
         }
         drop(tap);

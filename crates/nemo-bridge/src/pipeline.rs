@@ -241,6 +241,7 @@ pub struct Pipeline<S, K, P> {
     retry: Backoff,
     metrics: Metrics,
     heartbeat: Option<Heartbeat>,
+    flow: Option<std::sync::Arc<crate::figures::Flow>>,
 }
 
 impl<S, K, P> std::fmt::Debug for Pipeline<S, K, P> {
@@ -279,7 +280,15 @@ where
             retry,
             metrics: Metrics::new(),
             heartbeat: None,
+            flow: None,
         }
+    }
+
+    /// Count the items in flight and the dead letters into `flow` (the queue figures of a
+    /// queue whose server cannot count them: NEMO's table).
+    pub fn with_flow(mut self, flow: std::sync::Arc<crate::figures::Flow>) -> Self {
+        self.flow = Some(flow);
+        self
     }
 
     /// Beat `heartbeat` on every turn of the run loop, so that a
@@ -406,7 +415,7 @@ where
                             self.admit(d).await;
                             self.beat();
                         }
-                        self.metrics.in_flight.set(self.slots.len() as f64);
+                        self.note_in_flight();
                         if let Some(mode) = stopped {
                             return self.finish(mode).await;
                         }
@@ -510,6 +519,9 @@ where
                 Ok(()) => {
                     self.report.dead += 1;
                     self.metrics.events_dead.increment(1);
+                    if let Some(flow) = &self.flow {
+                        flow.dead.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return;
                 }
                 Err(e) if attempt < 2 => {
@@ -619,8 +631,18 @@ where
         self.head_seq += n as u64;
         self.report.acked += n as u64;
         self.metrics.events_out.increment(n as u64);
-        self.metrics.in_flight.set(self.slots.len() as f64);
+        self.note_in_flight();
         Ok(())
+    }
+
+    /// The in-flight gauge and the figures' count.
+    fn note_in_flight(&self) {
+        let n = self.slots.len();
+        self.metrics.in_flight.set(n as f64);
+        if let Some(flow) = &self.flow {
+            flow.in_flight
+                .store(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     async fn finish(&mut self, mode: StopMode) -> RunReport {
@@ -690,7 +712,7 @@ where
                 }
             }
         }
-        self.metrics.in_flight.set(0.0);
+        self.note_in_flight();
         if let Some(h) = &self.heartbeat {
             h.set_active(false);
         }

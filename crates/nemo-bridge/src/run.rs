@@ -23,12 +23,13 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::control::{Control, Controls, TEARDOWN, stop_deadline, stop_limit};
 use crate::error::BridgeError;
-use crate::figures::FigureBoard;
+use crate::figures::{FigureBoard, Flow};
 use crate::http::{Health, Note};
 use crate::live::Live;
 use crate::pipeline::{Pipeline, StopMode};
 use crate::queue::{Consumer, Diagnostics, Lock, Queue};
 use crate::settings::{RowState, Settings};
+use crate::status_row::ReloadReason;
 use crate::watchdog::{Heartbeat, Watchdog};
 
 /// Run the bridge until a [`Control::Shutdown`] (or the control channel closes).
@@ -58,7 +59,7 @@ pub async fn run(
     // for NEMO's page, the queue figures.
     let (status_tx, status_rx) = watch::channel(BridgeStatus::Disconnected);
     let diag = Arc::new(Mutex::new(Diagnostics::new()));
-    note_applied(&diag, &config, &settings, "startup");
+    note_applied(&diag, &config, &settings, ReloadReason::Startup);
     let figures = FigureBoard::default();
     let opened = Queue::open(
         &config,
@@ -121,7 +122,15 @@ pub async fn run(
         } = queue.consumer(won).await?;
         loop {
             let ended;
-            (ended, source) = serve(source, &live, &heartbeat, &mut controls, &mut lock).await;
+            (ended, source) = serve(
+                source,
+                figures.flow.clone(),
+                &live,
+                &heartbeat,
+                &mut controls,
+                &mut lock,
+            )
+            .await;
             match ended {
                 Ended::Reload => reload(&mut live, &mut settings, &controls, &diag).await,
                 Ended::Shutdown(at) => {
@@ -174,6 +183,7 @@ enum Ended {
 /// the lock; gives the source back.
 async fn serve(
     source: BoxedSource,
+    flow: Arc<Flow>,
     live: &Live,
     heartbeat: &Heartbeat,
     controls: &mut Controls,
@@ -186,7 +196,8 @@ async fn serve(
         live.prep.clone(),
         live.pipeline_options(),
     )
-    .with_heartbeat(heartbeat.clone());
+    .with_heartbeat(heartbeat.clone())
+    .with_flow(flow);
     let mut ended = Ended::Reload;
     let report = pipeline
         .run(async {
@@ -219,7 +230,7 @@ async fn reload(
 ) {
     if live.reload(settings).await {
         controls.set_stop_limit(stop_limit(live.cfg.drain_timeout()));
-        note_applied(diag, &live.cfg, settings, "reload");
+        note_applied(diag, &live.cfg, settings, ReloadReason::Signal);
     }
 }
 
@@ -228,7 +239,7 @@ fn note_applied(
     diag: &Mutex<Diagnostics>,
     cfg: &Config,
     settings: &Settings,
-    reason: &'static str,
+    reason: ReloadReason,
 ) {
     let row = match settings.state() {
         RowState::Applied { id, updated_at } => Some((*id, updated_at.clone())),

@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use crate::config::{Backend, NemoConfig};
-use crate::error::{DbError, one_line};
+use crate::error::{DbError, error_line as one_line};
 use crate::log::{LogEntry, MESSAGE_LOG_TABLE};
 use crate::row::{CONFIGURATION_TABLE, ConfigurationRow, FILTER_TABLE, FilterRow};
 

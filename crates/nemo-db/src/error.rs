@@ -58,8 +58,8 @@ pub enum DbError {
         /// Why, as the database said it.
         reason: String,
     },
-    /// The queue's lock is not held (any more): its connection broke, so another bridge may
-    /// hold it now. The bridge stops publishing and competes for it again.
+    /// The lock on the queue of plugin 2.x (crate `nemo-table-queue`) is not held (any more):
+    /// its connection broke, so another bridge may hold it now. The bridge stops publishing and competes for it again.
     #[error("the lock on the queue in {url} is lost (its connection broke)")]
     LockLost {
         /// The URL, password redacted.
@@ -68,6 +68,17 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// A driver error met on `table` as a [`DbError`]: one line, `url` (already redacted)
+    /// named, the class of failure told apart (missing table, no permission, outage, query).
+    ///
+    /// ```
+    /// let e = nemo_db::DbError::from_sqlx("postgres://db/nemo", "t", sqlx::Error::PoolTimedOut);
+    /// assert!(e.is_transient(), "{e}");
+    /// ```
+    pub fn from_sqlx(url: &str, table: &'static str, e: sqlx::Error) -> DbError {
+        crate::db::classify(url, table, e)
+    }
+
     /// True for outages that may pass by themselves (unreachable, timeout); false for problems
     /// that need a person (bad URL, missing table, failing query).
     ///
@@ -83,8 +94,15 @@ impl DbError {
     }
 }
 
-/// One line of an error from the database driver: sqlx's messages can span lines.
-pub(crate) fn one_line(e: &sqlx::Error) -> String {
+/// One line of an error from the database driver (sqlx's messages can span lines), for a
+/// [`DbError`]'s reason or a log line.
+///
+/// ```
+/// let e = sqlx::Error::Protocol("bad\n  answer".into());
+/// let line = nemo_db::error_line(&e);
+/// assert!(line.ends_with("bad answer") && !line.contains('\n'), "{line}");
+/// ```
+pub fn error_line(e: &sqlx::Error) -> String {
     let text = match e {
         sqlx::Error::Database(db) => db.message().to_string(),
         other => other.to_string(),

@@ -1,5 +1,6 @@
-//! NEMO's own MQTT tables, read from NEMO's database (PostgreSQL or SQLite), so that NEMO's MQTT
-//! configuration page drives the bridge.
+//! NEMO's MQTT page store: the plugin's configuration row, event filters and message log in
+//! NEMO's database (PostgreSQL or SQLite), for both plugin generations, so that NEMO's MQTT
+//! configuration page drives the bridge and lists what it published.
 //!
 //! The NEMO MQTT plugin keeps the settings an administrator edits on NEMO's MQTT page in the
 //! table `nemo_mqtt_mqttconfiguration` of NEMO's own database; the active configuration is
@@ -7,13 +8,20 @@
 //! checks the columns the bridge uses ([`ConfigurationRow::settings`]); the bridge layers the
 //! result between its file and its environment. It also reads the page's event filters
 //! (`nemo_mqtt_mqtteventfilter`, [`FilterRow`]) and writes the page's recent-message log
-//! (`nemo_mqtt_mqttmessagelog`, [`LogEntry`]), the one table the bridge writes to.
+//! (`nemo_mqtt_mqttmessagelog`, [`LogEntry`]), the one table of the page this crate writes.
+//! Beside the page, it holds what every user of NEMO's database shares: the `[nemo]` settings
+//! ([`NemoConfig`]) and the errors ([`DbError`]).
+//!
+//! The queue of plugin 2.x (the table `nemo_mqtt_mqtt_eventqueue`, its lock and the bridge's
+//! status row) is another job on the same database and lives in the crate `nemo-table-queue`,
+//! a sibling of `nemo-redis` behind `nemo-source`.
 //!
 //! # The one design decision: NEMO owns the tables; the bridge uses them lazily, bounded
 //!
 //! The plugin's Django migrations create these tables and NEMO writes them. This crate never
-//! creates, migrates or alters a table (it only inserts and deletes message-log rows), never changes a database setting (a SQLite file keeps
-//! its journal mode) and never creates a missing SQLite file. It also never stands in the way
+//! creates, migrates or alters a table (it only inserts and deletes message-log rows), never
+//! changes a database setting (a SQLite file keeps its journal mode) and never creates a
+//! missing SQLite file. It also never stands in the way
 //! of delivery: [`NemoDb::open`] does no I/O, every read is bounded by `nemo.timeout_s`, and
 //! an unreachable database is an error value the caller rides out with the settings it
 //! already has. A database outage therefore changes nothing for the events flowing through.
@@ -41,14 +49,12 @@ mod config;
 mod db;
 mod error;
 mod log;
-pub mod queue;
 mod row;
 
 pub use config::{Backend, NemoConfig, NemoConfigError, Source, redact_database_url};
 pub use db::NemoDb;
-pub use error::DbError;
+pub use error::{DbError, error_line};
 pub use log::{LogEntry, MESSAGE_LOG_TABLE};
-pub use queue::{Listener, QueueDb, QueueLock, TableSource};
 pub use row::{
     CONFIGURATION_TABLE, ConfigurationRow, FILTER_TABLE, FilterRow, NemoSettings, RowError,
 };

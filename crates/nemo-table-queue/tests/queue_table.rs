@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nemo_db::queue::{SourceShared, Wake};
-use nemo_db::{DbError, NemoConfig, QueueDb, TableSource};
+use nemo_db::{DbError, NemoConfig};
 use nemo_source::{Delivery, DeliveryId, EventSource};
+use nemo_table_queue::{QueueDb, SourceShared, TableSource, Wake};
 use nemo_testkit::{PostgresServer, fixtures_dir};
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
@@ -62,7 +62,7 @@ async fn open(db: &QueueDb, wake: Arc<Wake>) -> TableSource {
 }
 
 /// Wait (up to 10 s) until the listener's connection is up.
-async fn wait_listening(listener: &nemo_db::Listener) {
+async fn wait_listening(listener: &nemo_table_queue::Listener) {
     let until = Instant::now() + Duration::from_secs(10);
     while !listener.is_up() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;

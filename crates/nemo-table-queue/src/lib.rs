@@ -1,5 +1,22 @@
 //! The queue of the current NEMO plugin (2.x): the table `nemo_mqtt_mqtt_eventqueue` in NEMO's
-//! PostgreSQL, woken by `pg_notify('nemo_mqtt_events', '<row id>')`.
+//! PostgreSQL, woken by `pg_notify('nemo_mqtt_events', '<row id>')`, as a
+//! [`nemo_source::EventSource`] ([`TableSource`]) — the sibling of `nemo-redis` (the Redis
+//! queue of plugin 1.x) behind the same seam. Around the source: the single-consumer lock
+//! ([`QueueLock`]), the `LISTEN` on the plugin's channels ([`Listener`]), and the bridge's
+//! status row `nemo_mqtt_mqttbridgestatus` ([`QueueDb::write_status`]), which NEMO's status
+//! view reads. NEMO's page store (configuration row, filters, message log) is another job on
+//! the same database, in `nemo-db`, whose `[nemo]` settings and errors this crate uses.
+//!
+//! # The one design decision: the lock and the right to ack are one connection
+//!
+//! Every query of the source (take, ack, dead letter) runs on the connection that holds the
+//! queue's advisory lock. When that connection breaks, the lock is gone with it, the source
+//! says so ([`TableSource::held`] turns `false`), and no ack of a bridge that lost the lock can
+//! reach the table after another bridge took over: at worst two bridges publish the same rows
+//! for a moment (duplicates), never a row marked processed that was not confirmed. The table
+//! itself stays the plugin's: no column, index or table is added, and where to go on is found
+//! from the table (the oldest unprocessed row), so an operator can switch between this bridge
+//! and the plugin's own at any time.
 //!
 //! # How rows travel
 //!
@@ -40,6 +57,8 @@
 //! reason in `error_message`, in one transaction; the reason is also kept for the bridge's
 //! status row (`bridge_diagnostics.last_error`).
 
+#![deny(missing_docs)]
+
 use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -53,8 +72,7 @@ use sqlx::{ConnectOptions as _, Connection as _, Row as _};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::config::{Backend, NemoConfig};
-use crate::error::{DbError, one_line};
+use nemo_db::{Backend, DbError, NemoConfig, error_line as one_line};
 
 /// The plugin's queue table.
 pub const QUEUE_TABLE: &str = "nemo_mqtt_mqtt_eventqueue";
@@ -69,7 +87,7 @@ pub const RELOAD_CHANNEL: &str = "nemo_mqtt_reload";
 /// ASCII. Advisory locks are per database, as the queue table is.
 ///
 /// ```
-/// assert_eq!(nemo_db::queue::QUEUE_LOCK, (1_852_140_911, 1_836_151_924));
+/// assert_eq!(nemo_table_queue::QUEUE_LOCK, (1_852_140_911, 1_836_151_924));
 /// ```
 pub const QUEUE_LOCK: (i32, i32) = (0x6E65_6D6F, 0x6D71_7474);
 
@@ -133,7 +151,8 @@ const PURGE_SQL: &str = "DELETE FROM nemo_mqtt_mqtt_eventqueue WHERE id IN (SELE
 /// listener, and the status row's writer. Opening does no I/O.
 ///
 /// ```
-/// use nemo_db::{NemoConfig, QueueDb};
+/// use nemo_db::NemoConfig;
+/// use nemo_table_queue::QueueDb;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let cfg = NemoConfig { database_url: "sqlite:///srv/nemo.sqlite3".into(), ..Default::default() };
 /// let e = QueueDb::open(&cfg).unwrap_err();
@@ -325,7 +344,7 @@ impl QueueDb {
         let limit = limit.max(self.timeout);
         match tokio::time::timeout(limit + Duration::from_millis(500), fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(crate::db::classify(&self.url, table, e)),
+            Ok(Err(e)) => Err(DbError::from_sqlx(&self.url, table, e)),
             Err(_) => Err(DbError::Timeout {
                 url: self.url.clone(),
                 seconds: limit.as_secs(),
