@@ -87,23 +87,30 @@ impl FigureBoard {
         });
     }
 
-    /// Publish the figures through the publisher in use (it changes at a reload that switches
-    /// the broker) until the board's senders are dropped.
+    /// Publish the figures through the publisher in use — it changes at a reload that switches
+    /// the broker, and is `None` while this bridge is a standby (which publishes nothing) —
+    /// until the board's senders are dropped.
     pub(crate) fn spawn_publisher(
         &self,
         source: &'static str,
-        mut publishers: watch::Receiver<Publisher>,
+        mut publishers: watch::Receiver<Option<Publisher>>,
     ) -> tokio::task::JoinHandle<()> {
         let mut counts = self.counts.subscribe();
         let mut display = self.display.subscribe();
         tokio::spawn(async move {
             let mut last: Option<(Counts, Option<bool>)> = None;
             let mut publisher = publishers.borrow_and_update().clone();
-            let mut conn = publisher.state();
+            let (_none, idle) = watch::channel(nemo_mqtt::ConnState {
+                status: nemo_mqtt::ConnStatus::Closed,
+                reconnects: 0,
+            });
+            let mut conn = publisher
+                .as_ref()
+                .map_or_else(|| idle.clone(), Publisher::state);
             let mut reconnects = conn.borrow_and_update().reconnects;
             loop {
                 let now = (*counts.borrow_and_update(), *display.borrow_and_update());
-                if let (Some(c), shown) = now
+                if let (Some(p), (Some(c), shown)) = (&publisher, now)
                     && last != Some((c, shown))
                 {
                     let figures = QueueFigures {
@@ -114,7 +121,7 @@ impl FigureBoard {
                         display_connected: shown,
                         at: time::OffsetDateTime::now_utc(),
                     };
-                    if publisher.publish_figures(&figures).is_some() {
+                    if p.publish_figures(&figures).is_some() {
                         debug!(
                             pending = c.pending,
                             processing = c.processing,
@@ -131,12 +138,16 @@ impl FigureBoard {
                     r = publishers.changed() => {
                         if r.is_err() { return }
                         publisher = publishers.borrow_and_update().clone();
-                        conn = publisher.state();
+                        conn = publisher.as_ref().map_or_else(|| idle.clone(), Publisher::state);
                         reconnects = conn.borrow_and_update().reconnects;
                         last = None;
                     }
                     r = conn.changed() => {
-                        if r.is_err() { return }
+                        if r.is_err() {
+                            // That publisher is gone; wait for the next one.
+                            conn = idle.clone();
+                            continue;
+                        }
                         let s = *conn.borrow_and_update();
                         if s.is_connected() && s.reconnects != reconnects {
                             // The broker may have lost its retained copy: publish again.

@@ -1,4 +1,10 @@
-//! What a reload changes in a running bridge, and the one place that applies it.
+//! What runs while this bridge is the active one — the broker connection, the preparer, the
+//! message log, the displays' feed — and the one place that applies a reload to it.
+//!
+//! A standby holds none of it: it has no broker connection, so that it never disturbs the
+//! active bridge (two connections with one client id close each other), publishes no status and
+//! feeds no display. [`Live::start`] connects when the bridge wins the lock; [`Live::close`]
+//! ends it at a stop, or quietly when the lock was lost.
 //!
 //! A reload (SIGHUP, `reload_config`, a save on NEMO's page, a changed row found by the poll)
 //! re-reads every layer of the configuration ([`Settings::load`]) and applies it between two
@@ -24,57 +30,65 @@ use crate::pipeline::PipelineOptions;
 use crate::prepare::ItemPreparer;
 use crate::settings::{Phase, Settings};
 
-/// The parts of a running bridge that follow its configuration.
+/// Where the active bridge's parts report: `/readyz`, the status for NEMO's page, the
+/// publisher in use (for the queue figures), the queue figures.
+#[derive(Clone)]
+pub(crate) struct Outlets {
+    pub(crate) health: Arc<Health>,
+    pub(crate) status_tx: watch::Sender<BridgeStatus>,
+    pub(crate) publisher_tx: watch::Sender<Option<Publisher>>,
+    pub(crate) figures: crate::figures::FigureBoard,
+}
+
+/// The parts of an active bridge that follow its configuration.
 pub(crate) struct Live {
     pub(crate) cfg: Config,
-    pub(crate) publisher: Publisher,
+    publisher: Publisher,
     mqtt_task: tokio::task::JoinHandle<()>,
     pub(crate) prep: ItemPreparer,
     msglog: Option<MessageLog>,
-    health: Arc<Health>,
-    status_tx: watch::Sender<BridgeStatus>,
-    /// The publisher in use, for the tasks that publish beside the pipeline (queue figures).
-    publisher_tx: watch::Sender<Publisher>,
+    display: Option<nemo_display::DisplayFeed>,
+    out: Outlets,
 }
 
 impl Live {
-    /// Wire a connected `publisher` for `cfg`: follow its connection, build the preparer, start
-    /// the message log.
+    /// Connect the broker of `cfg` (waiting for it; `Ok(None)` when a stop comes first) and
+    /// start what follows it: the preparer, the message log, the displays' feed.
     ///
     /// # Errors
-    /// [`ConfigError`] when the topics or the HMAC key of `cfg` cannot be used.
-    pub(crate) fn new(
+    /// [`BridgeError`](crate::BridgeError) when the broker rejects the bridge, or the topics,
+    /// the HMAC key or the `[display]` settings of `cfg` cannot be used.
+    pub(crate) async fn start(
         cfg: Config,
-        publisher: Publisher,
         store: Option<Arc<dyn NemoStore>>,
-        health: Arc<Health>,
-        status_tx: watch::Sender<BridgeStatus>,
-    ) -> Result<Live, ConfigError> {
+        controls: &mut crate::control::Controls,
+        out: &Outlets,
+    ) -> Result<Option<Live>, crate::error::BridgeError> {
         let prep = preparer(&cfg)?;
-        let mqtt_task = watch_mqtt(publisher.state(), health.clone(), status_tx.clone());
+        let connect = Publisher::connect(cfg.mqtt_config(), cfg.backoff.build());
+        let Some(publisher) = controls.until_stop(connect).await? else {
+            info!("stopped before the broker could be reached");
+            return Ok(None);
+        };
+        let mqtt_task = watch_mqtt(publisher.state(), out.health.clone(), out.status_tx.clone());
         let msglog = message_log(&cfg, store);
-        let (publisher_tx, _) = watch::channel(publisher.clone());
-        Ok(Live {
+        let display = start_display(&cfg, &out.health, &out.figures)?;
+        out.publisher_tx.send_replace(Some(publisher.clone()));
+        Ok(Some(Live {
             cfg,
             publisher,
             mqtt_task,
             prep,
             msglog,
-            health,
-            status_tx,
-            publisher_tx,
-        })
-    }
-
-    /// The publisher in use, now and after every reload that switches the broker.
-    pub(crate) fn publishers(&self) -> watch::Receiver<Publisher> {
-        self.publisher_tx.subscribe()
+            display,
+            out: out.clone(),
+        }))
     }
 
     /// Re-read the configuration and apply it; `false` when it was rejected (the running one
     /// stays, `/readyz` says why).
     pub(crate) async fn reload(&mut self, settings: &mut Settings) -> bool {
-        let Some(new) = reload_config(settings, &self.cfg, &self.health).await else {
+        let Some(new) = reload_config(settings, &self.cfg, &self.out.health).await else {
             return false;
         };
         self.apply(new, settings.store()).await;
@@ -86,7 +100,9 @@ impl Live {
     async fn apply(&mut self, new: Config, store: Option<Arc<dyn NemoStore>>) {
         if let Some(p) = self.switch_publisher(&new).await {
             self.publisher = p;
-            self.publisher_tx.send_replace(self.publisher.clone());
+            self.out
+                .publisher_tx
+                .send_replace(Some(self.publisher.clone()));
         }
         match preparer(&new) {
             Ok(p) => self.prep = p,
@@ -118,15 +134,24 @@ impl Live {
         }
     }
 
-    /// At a stop: the offline status, the disconnect, the message log's last entries, all
-    /// within `deadline`.
-    pub(crate) async fn close(mut self, deadline: tokio::time::Instant) {
-        let shutdown = crate::control::best_effort(
-            deadline,
-            "publish the offline status and disconnect",
-            self.publisher.shutdown(),
-        )
-        .await;
+    /// At a stop (`offline_status`): the displays' feed, the offline status, the disconnect,
+    /// the message log's last entries, all within `deadline`. When the lock was lost, the same
+    /// without the offline status: the successor may already have published `online`.
+    pub(crate) async fn close(mut self, deadline: tokio::time::Instant, offline_status: bool) {
+        self.out.publisher_tx.send_replace(None);
+        if let Some(feed) = self.display.take() {
+            crate::control::best_effort(deadline, "stop the display feed", feed.shutdown()).await;
+            self.out.health.set_display(None);
+            self.out.figures.set_display(None);
+        }
+        let shutdown = if offline_status {
+            let bye = self.publisher.shutdown();
+            crate::control::best_effort(deadline, "publish the offline status and disconnect", bye)
+                .await
+        } else {
+            let bye = self.publisher.shutdown_quietly();
+            crate::control::best_effort(deadline, "disconnect", bye).await
+        };
         if let Some(Err(e)) = shutdown {
             warn!(error = %e, "mqtt: shutdown was not clean");
         }
@@ -135,7 +160,8 @@ impl Live {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             log.close(left.min(Duration::from_secs(1))).await;
         }
-        let _ = self.status_tx.send(BridgeStatus::Disconnected);
+        let _ = self.out.status_tx.send(BridgeStatus::Disconnected);
+        self.out.health.set_mqtt(false);
     }
 
     /// Connect the new broker when `[mqtt]`/`[status]`/`[backoff]` changed; `None`: keep the
@@ -161,14 +187,18 @@ impl Live {
                 if let Err(e) = self.publisher.shutdown().await {
                     warn!(error = %e, "mqtt: old connection did not close cleanly");
                 }
-                self.mqtt_task = watch_mqtt(p.state(), self.health.clone(), self.status_tx.clone());
-                self.health.set_note(Note::Broker, None);
+                self.mqtt_task = watch_mqtt(
+                    p.state(),
+                    self.out.health.clone(),
+                    self.out.status_tx.clone(),
+                );
+                self.out.health.set_note(Note::Broker, None);
                 Some(p)
             }
             Err(e) => {
                 let urls = new.redacted().mqtt.url.join(", ");
                 error!(error = %e, new = %urls, "reload: cannot connect the new broker; keeping the old one");
-                self.health.set_note(
+                self.out.health.set_note(
                     Note::Broker,
                     Some(format!(
                         "mqtt: the new broker {urls} did not answer ({e}); still on the previous one"
@@ -188,7 +218,7 @@ impl Live {
 ///
 /// # Errors
 /// [`ConfigError`] when the `[display]` or `[hmac]` settings cannot be used.
-pub(crate) fn start_display(
+fn start_display(
     cfg: &Config,
     health: &Arc<Health>,
     figures: &crate::figures::FigureBoard,
@@ -276,8 +306,13 @@ fn watch_mqtt(
     })
 }
 
-/// Load every layer again; `None` when the result is rejected.
-async fn reload_config(settings: &mut Settings, old: &Config, health: &Health) -> Option<Config> {
+/// Load every layer again; `None` when the result is rejected (the running configuration
+/// stays, `/readyz` says why). A standby applies what it gets when it becomes active.
+pub(crate) async fn reload_config(
+    settings: &mut Settings,
+    old: &Config,
+    health: &Health,
+) -> Option<Config> {
     match settings.load(Phase::Reload).await {
         Ok(loaded) => {
             health.set_note(Note::Page, loaded.state.note());

@@ -49,7 +49,7 @@ pub(crate) struct RedisQueue {
     lease_on: bool,
     control_task: tokio::task::JoinHandle<()>,
     stats_task: tokio::task::JoinHandle<()>,
-    refresher_task: tokio::task::JoinHandle<StatusRefresher>,
+    refresher_task: tokio::task::JoinHandle<Option<StatusRefresher>>,
 }
 
 pub(crate) struct TableQueue {
@@ -322,8 +322,8 @@ impl Queue {
                 q.stats_task.abort();
                 let status = async {
                     match q.refresher_task.await {
-                        Ok(refresher) => refresher.stop(BridgeStatus::Disconnected).await,
-                        Err(_) => Ok(()),
+                        Ok(Some(refresher)) => refresher.stop(BridgeStatus::Disconnected).await,
+                        _ => Ok(()),
                     }
                 };
                 if let Some(Err(e)) =
@@ -410,17 +410,20 @@ impl RedisQueue {
             })
         };
 
-        // Compat status key, refreshed in the background; follows the broker state.
-        let refresher = redis
-            .status_key()
-            .spawn_refresher(BridgeStatus::Disconnected);
+        // Compat status key, refreshed in the background; follows the broker state. Written
+        // from the first broker state on: a standby has no broker connection and leaves the
+        // key to the active bridge.
+        let status_key = redis.status_key();
         let refresher_task = tokio::spawn(async move {
+            if status_rx.changed().await.is_err() {
+                return None;
+            }
+            let refresher = status_key.spawn_refresher(*status_rx.borrow_and_update());
             loop {
-                let s = *status_rx.borrow_and_update();
-                refresher.set(s);
                 if status_rx.changed().await.is_err() {
-                    return refresher;
+                    return Some(refresher);
                 }
+                refresher.set(*status_rx.borrow_and_update());
             }
         });
 

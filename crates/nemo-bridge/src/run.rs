@@ -1,11 +1,11 @@
 //! The life of a bridge: connect, compete for the queue, serve, reload, stop.
 //!
 //! ```text
-//!   open the queue ──► connect broker ──► [lock?] standby … won ──► serve (pipeline) ─┬─ stop: drain, nack the rest,
-//!   (Redis, or NEMO's                            ▲                                    │  offline status, disconnect
-//!    queue table)                                └──── lock lost (nack at once) ──────┤
-//!                                                                                     └─ reload: re-read the settings,
-//!                                                                                        switch broker, serve again
+//!   open the queue ──► [lock?] standby … won ──► connect broker ──► serve (pipeline) ─┬─ stop: drain, nack the rest,
+//!   (Redis, or NEMO's            ▲               (and the displays)                  │  offline status, disconnect
+//!    queue table)                └──── lock lost: nack at once, disconnect quietly ──┤
+//!                                                                                    └─ reload: re-read the settings,
+//!                                                                                       switch broker, serve again
 //! ```
 //!
 //! [`run`] is driven by [`Control`] messages (the binary turns signals into them); the queue's
@@ -14,7 +14,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use nemo_mqtt::Publisher;
 use nemo_redis::{BridgeStatus, Lease};
 use nemo_source::BoxedSource;
 use tokio::sync::{mpsc, watch};
@@ -25,7 +24,7 @@ use crate::control::{Control, Controls, TEARDOWN, stop_deadline, stop_limit};
 use crate::error::BridgeError;
 use crate::figures::{FigureBoard, Flow};
 use crate::http::{Health, Note};
-use crate::live::Live;
+use crate::live::{Live, Outlets, reload_config};
 use crate::pipeline::{Pipeline, StopMode};
 use crate::queue::{Consumer, Diagnostics, Lock, Queue};
 use crate::settings::{RowState, Settings};
@@ -75,43 +74,40 @@ pub async fn run(
     health.set_queue_is_table(queue.is_table());
     let poll_task = settings.spawn_poller(controls.sender(), health.clone());
 
-    let connect = Publisher::connect(config.mqtt_config(), config.backoff.build());
-    let Some(publisher) = controls.until_stop(connect).await? else {
-        info!("stopped before the broker could be reached");
-        poll_task.abort();
-        queue.close(tokio::time::Instant::now() + TEARDOWN).await;
-        return Ok(());
-    };
-    let mut live = Live::new(
-        config,
-        publisher,
-        settings.store(),
-        health.clone(),
+    // What the active bridge reports to; the queue figures follow the publisher in use.
+    let (publisher_tx, publishers) = watch::channel(None);
+    let out = Outlets {
+        health: health.clone(),
         status_tx,
-    )?;
-    let figures_task = figures.spawn_publisher(queue.kind(), live.publishers());
-    // [display]: the tool displays' own feed, beside the pipeline (never holding it back).
-    let display = crate::live::start_display(&live.cfg, &health, &figures)?;
+        publisher_tx,
+        figures: figures.clone(),
+    };
+    let figures_task = figures.spawn_publisher(queue.kind(), publishers);
     // The last line of defence: exit (the service manager restarts us) if a running pipeline
     // stops turning; see `watchdog`.
     let heartbeat = Heartbeat::new();
-    let _watchdog = Watchdog::exit_on_stall(heartbeat.clone(), live.cfg.stall_limit())
+    let _watchdog = Watchdog::exit_on_stall(heartbeat.clone(), config.stall_limit())
         .map_err(|source| BridgeError::Watchdog { source })?;
 
+    let mut cfg = config; // in force; a standby's reloads change it too
     let token = Lease::new_token();
     let stop_at: tokio::time::Instant;
+    let mut last: Option<Live> = None;
     'compete: loop {
-        // Single active consumer: wait as standby until the lock is ours.
+        // Single active consumer: wait as standby — with no broker connection — until the lock
+        // is ours.
         let mut won = queue.candidate();
         if let Some(candidate) = won.as_mut() {
             let table = queue.is_table();
             while let Some(c) = candidate.wait(&token, &mut controls, &health, table).await {
-                match c {
-                    Control::Reload => reload(&mut live, &mut settings, &controls, &diag).await,
-                    Control::Shutdown => {
-                        stop_at = tokio::time::Instant::now();
-                        break 'compete;
-                    }
+                if c == Control::Shutdown {
+                    stop_at = tokio::time::Instant::now();
+                    break 'compete;
+                }
+                if let Some(new) = reload_config(&mut settings, &cfg, &health).await {
+                    controls.set_stop_limit(stop_limit(new.drain_timeout()));
+                    note_applied(&diag, &new, &settings, ReloadReason::Signal);
+                    cfg = new;
                 }
             }
             health.set_lease_held(true);
@@ -120,17 +116,19 @@ pub async fn run(
             mut source,
             mut lock,
         } = queue.consumer(won).await?;
+        let started = Live::start(cfg.clone(), settings.store(), &mut controls, &out).await?;
+        let Some(mut live) = started else {
+            stop_at = tokio::time::Instant::now();
+            drop(source);
+            queue.release(lock, stop_at + TEARDOWN).await;
+            health.set_lease_held(false);
+            break 'compete;
+        };
         loop {
             let ended;
-            (ended, source) = serve(
-                source,
-                figures.flow.clone(),
-                &live,
-                &heartbeat,
-                &mut controls,
-                &mut lock,
-            )
-            .await;
+            let flow = figures.flow.clone();
+            (ended, source) =
+                serve(source, flow, &live, &heartbeat, &mut controls, &mut lock).await;
             match ended {
                 Ended::Reload => reload(&mut live, &mut settings, &controls, &diag).await,
                 Ended::Shutdown(at) => {
@@ -139,13 +137,19 @@ pub async fn run(
                     let deadline = stop_deadline(stop_at, live.cfg.drain_timeout());
                     queue.release(lock, deadline).await;
                     health.set_lease_held(false);
+                    last = Some(live);
                     break 'compete;
                 }
                 Ended::LockLost => {
-                    warn!("lock lost; stopped taking and returned unconfirmed items");
+                    warn!(
+                        "lock lost; stopped taking, returned unconfirmed items, left the broker to the bridge that holds it now"
+                    );
                     drop(source);
                     health.set_lease_held(false);
                     queue.lost(lock).await;
+                    cfg = live.cfg.clone();
+                    live.close(tokio::time::Instant::now() + TEARDOWN, false)
+                        .await;
                     continue 'compete;
                 }
             }
@@ -155,13 +159,16 @@ pub async fn run(
     // Graceful stop: offline status, disconnect, the queue's last status, background tasks.
     // Every step is best effort within one deadline: whatever is down, the stop ends within
     // the drain + 1 s of the request.
-    let deadline = stop_deadline(stop_at, live.cfg.drain_timeout());
+    let drain = last
+        .as_ref()
+        .map_or(cfg.drain_timeout(), |l| l.cfg.drain_timeout());
+    let deadline = stop_deadline(stop_at, drain);
     poll_task.abort();
     figures_task.abort();
-    if let Some(feed) = display {
-        crate::control::best_effort(deadline, "stop the display feed", feed.shutdown()).await;
+    if let Some(live) = last {
+        live.close(deadline, true).await;
     }
-    live.close(deadline).await;
+    drop(out); // the status for NEMO's page ends with its last sender
     queue.close(deadline).await;
     if let Some(t) = http_task {
         t.abort();

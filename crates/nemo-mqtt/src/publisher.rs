@@ -148,10 +148,27 @@ impl Publisher {
     /// The offline status was not confirmed or the disconnect failed; the
     /// connection is closed either way.
     pub async fn shutdown(&self) -> Result<(), MqttError> {
+        self.close(true).await
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but without the `offline` status: for a bridge that
+    /// lost its single-active lock, whose successor may already have published `online` on
+    /// the same topic. A clean DISCONNECT sends no last will either.
+    ///
+    /// # Errors
+    /// The disconnect failed; the connection is closed either way.
+    pub async fn shutdown_quietly(&self) -> Result<(), MqttError> {
+        self.close(false).await
+    }
+
+    async fn close(&self, offline_status: bool) -> Result<(), MqttError> {
         let was_connected = self.inner.link.is_connected();
         self.inner.link.close();
         let mut result = Ok(());
-        if was_connected && let Some(msg) = status_message(&self.inner.link.cfg, "offline") {
+        if was_connected
+            && offline_status
+            && let Some(msg) = status_message(&self.inner.link.cfg, "offline")
+        {
             let tok = self.inner.link.client.publish(msg);
             result = confirm(tok, self.inner.confirm_timeout, self.inner.max_buffered).await;
         }
