@@ -15,8 +15,9 @@ pub const SECRET_PARAMS: &[&str] = &["password", "sentinelPassword", "sslpasswor
 
 /// `url` with every password replaced by `***`: the password of the user-info part and the
 /// values of the query parameters in [`SECRET_PARAMS`]. Any scheme. A user name without a
-/// password is kept (`redis://bridge@host`). A password holding an unencoded `@`, `?` or `/`
-/// is still hidden whole; percent-encoded ones are hidden as written.
+/// password is kept (`redis://bridge@host`). A password holding an unencoded `@`, `?` or `#`
+/// is still hidden whole; one holding an unencoded `/` cannot be told from a path (as in
+/// `mqtt://h:1/a@b`) and must be percent-encoded (`%2F`), as URLs require.
 ///
 /// ```
 /// use nemo_config::redact_url;
@@ -34,13 +35,9 @@ pub fn redact_url(url: &str) -> String {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    let (userinfo_end, rest) = match userinfo_end(rest) {
-        Some(at) => (Some(at), rest),
-        None => (None, rest),
-    };
     let mut out = String::with_capacity(url.len());
     out.push_str(head);
-    let after_userinfo = match userinfo_end {
+    let after_userinfo = match userinfo_end(rest) {
         Some(at) if !head.is_empty() => {
             let userinfo = &rest[..at];
             match userinfo.split_once(':') {
@@ -67,13 +64,10 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Where the user-info part of `rest` (the URL after `scheme://`) ends: the last `@` before
-/// the path, or else the last `@` before the query (a password with an unencoded `/`).
+/// the path.
 fn userinfo_end(rest: &str) -> Option<usize> {
     let slash = rest.find('/').unwrap_or(rest.len());
-    let query = rest.find(['?', '#']).unwrap_or(rest.len());
-    let before_path = rest[..slash].rfind('@');
-    let before_query = rest[..query].rfind('@');
-    before_path.max(before_query)
+    rest[..slash].rfind('@')
 }
 
 /// A query string with the values of [`SECRET_PARAMS`] replaced (the fragment, if any, kept).
@@ -126,7 +120,8 @@ mod tests {
             ("postgres://u:p%40ss@h:5/d", "postgres://u:***@h:5/d"),
             ("postgresql://u:%2F%3F%23@h/d", "postgresql://u:***@h/d"),
             ("redis://:pa?ss@h/1", "redis://:***@h/1"),
-            ("redis://:pa/ss@h/1", "redis://:***@h/1"),
+            ("redis://:pa%2Fss@h/1", "redis://:***@h/1"),
+            ("mqtt://h:1/a@b", "mqtt://h:1/a@b"),
             ("sqlite:///srv/nemo.sqlite3", "sqlite:///srv/nemo.sqlite3"),
             ("", ""),
         ] {

@@ -44,7 +44,7 @@ mod log;
 pub mod queue;
 mod row;
 
-pub use config::{Backend, NemoConfig, NemoConfigError, Source, redact_database_url};
+pub use config::{Backend, NemoConfig, NemoConfigError, Source};
 pub use db::NemoDb;
 pub use error::DbError;
 pub use log::{LogEntry, MESSAGE_LOG_TABLE};
