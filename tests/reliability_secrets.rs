@@ -2,7 +2,9 @@
 //! and the Redis password never appear in anything the bridge prints or serves — its stdout and
 //! stderr at `RUST_LOG=debug` during a working run, a run with a wrong broker password, a run
 //! with a wrong Redis password, `/metrics`, `/healthz`, `/readyz`, and `--check-config` output
-//! (valid and invalid configurations).
+//! (valid and invalid configurations). Issue 26: every secret form the configuration takes
+//! (Sentinel URL with `sentinelPassword=`, `password=` parameters, PostgreSQL URL, NEMO's row)
+//! is redacted by `--check-config`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -301,5 +303,135 @@ fn spawn_with_env(setup: &Setup, cfg: &std::path::Path, tag: &str, env: &[(&str,
         child: c.spawn().unwrap(),
         http: setup.http,
         log,
+    }
+}
+
+const SENTINEL_PW: &str = "sentinelpw-R4t8Gm1Qd";
+const REDIS_NODE_PW: &str = "redisnodepw-H5k2Wx9Ze";
+const PG_PW: &str = "pgpw-M3n7Bq5Ty";
+const PG_PARAM_PW: &str = "pgparampw-V8c4Lj6Ru";
+const ROW_MQTT_PW: &str = "rowmqttpw-D9f3Sg7Kp";
+const ROW_HMAC_KEY: &str = "rowhmackey-J6h1Xn4Wc";
+/// Every secret form of docs/configuration.md, each a distinct string.
+const EVERY_FORM: [&str; 8] = [
+    SENTINEL_PW,
+    REDIS_NODE_PW,
+    MQTT_PW,
+    PG_PW,
+    PG_PARAM_PW,
+    HMAC_KEY,
+    ROW_MQTT_PW,
+    ROW_HMAC_KEY,
+];
+
+/// No secret of [`EVERY_FORM`], nor its last 8 characters, in `text`.
+fn assert_no_secret(label: &str, text: &str) {
+    for s in EVERY_FORM {
+        assert!(
+            !text.contains(s),
+            "secret {s:?} appears in {label}:\n{text}"
+        );
+        let tail = &s[s.len() - 8..];
+        assert!(
+            !text.contains(tail),
+            "part of secret {s:?} appears in {label}:\n{text}"
+        );
+    }
+}
+
+/// `--check-config` with every secret form the configuration takes — a Sentinel URL with a
+/// node password and `sentinelPassword=`, an MQTT password, a PostgreSQL URL with a user-info
+/// password and a `password=` parameter (the database unreachable), an HMAC key — first from the
+/// file, then from the environment: none of them on stdout or stderr, and the redacted forms
+/// are there (so the values are shown, not dropped).
+#[test]
+fn check_config_redacts_every_secret_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let sentinel = format!(
+        "redis-sentinel://:{REDIS_NODE_PW}@127.0.0.1:1/1?sentinelServiceName=mymaster&sentinelPassword={SENTINEL_PW}"
+    );
+    let pg = format!(
+        "postgres://nemo:{PG_PW}@127.0.0.1:1/nemo?password={PG_PARAM_PW}&connect_timeout=1"
+    );
+    let file = dir.path().join("every-secret.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[redis]\nurl = \"{sentinel}\"\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1:1\"\nusername = \"bridge\"\npassword = \"{MQTT_PW}\"\n\
+             [hmac]\nkey = \"{HMAC_KEY}\"\n\
+             [nemo]\ndatabase_url = \"{pg}\"\ntimeout_s = 2\n"
+        ),
+    )
+    .unwrap();
+    let o = run_bridge(
+        &["--config", file.to_str().unwrap(), "--check-config"],
+        &[("RUST_LOG", "trace")],
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    println!("file: exit {:?}\n{out}{err}", o.status.code());
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_no_secret("--check-config stdout (file)", &out);
+    assert_no_secret("--check-config stderr (file)", &err);
+    for shown in [
+        "redis-sentinel://:***@127.0.0.1:1/1?sentinelServiceName=mymaster&sentinelPassword=***",
+        "password = \"***\"",
+        "key = \"***\"",
+        "postgres://nemo:***@127.0.0.1:1/nemo?password=***&connect_timeout=1",
+    ] {
+        assert!(out.contains(shown), "missing {shown:?} in:\n{out}");
+    }
+
+    // The same through the environment (no file).
+    let o = run_bridge(
+        &["--check-config"],
+        &[
+            ("RUST_LOG", "trace"),
+            ("NEMO_REDIS__URL", &sentinel),
+            ("NEMO_MQTT__USERNAME", "bridge"),
+            ("NEMO_MQTT__PASSWORD", MQTT_PW),
+            ("NEMO_HMAC__KEY", HMAC_KEY),
+            ("NEMO_NEMO__DATABASE_URL", &pg),
+            ("NEMO_NEMO__TIMEOUT_S", "2"),
+        ],
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_no_secret("--check-config stdout (environment)", &out);
+    assert_no_secret("--check-config stderr (environment)", &err);
+    assert!(out.contains("sentinelPassword=***"), "{out}");
+}
+
+/// The key columns of NEMO's row (`password`, `hmac_secret_key`) reach the configuration as
+/// `mqtt.password` and `hmac.key`: `--check-config` shows them as `***`, named after the row.
+#[test]
+fn check_config_redacts_the_key_columns_of_nemos_row() {
+    let db = support::nemo_db::NemoDatabase::sqlite();
+    db.insert_configuration(1884, ROW_HMAC_KEY);
+    db.exec(&format!(
+        "UPDATE nemo_mqtt_mqttconfiguration SET username = 'page-user', password = '{ROW_MQTT_PW}'"
+    ));
+    let o = run_bridge(
+        &["--check-config", "--nemo-database-url", &db.url()],
+        &[("RUST_LOG", "trace")],
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_no_secret("--check-config stdout (row)", &out);
+    assert_no_secret("--check-config stderr (row)", &err);
+    for shown in [
+        "password = \"***\"  # NEMO database (nemo_mqtt_mqttconfiguration id=1)",
+        "key = \"***\"  # NEMO database (nemo_mqtt_mqttconfiguration id=1)",
+    ] {
+        assert!(out.contains(shown), "missing {shown:?} in:\n{out}");
     }
 }

@@ -1,8 +1,9 @@
 //! `replay`: send a recorded incident again, into an MQTT broker or the Redis queue.
 //!
-//! Thin shell around the `nemo-replay` library: parse the command line, resolve it against the
-//! bridge's configuration (the same `[mqtt]`, `[redis]`, `[backoff]` tables and `NEMO_*`
-//! environment), and hand over to `nemo_replay::app` (a replay, or the dead letters).
+//! Thin shell around the `nemo-replay` library: parse the command line, resolve it against its
+//! part of the bridge's configuration (`nemo_replay::ReplayConfig`: the `[mqtt]`, `[redis]`,
+//! `[hmac]`, `[backoff]` tables of the same file and `NEMO_*` environment, read through
+//! nemo-config), and hand over to `nemo_replay::app` (a replay, or the dead letters).
 //!
 //! Exit codes: 0 done; 1 bad usage, bad configuration, unreadable input or (with
 //! `--strict`) a bad input line; 2 the replay ran but some items failed to send.
@@ -13,7 +14,7 @@ mod man;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nemo_monitor::cli::ConnectArgs;
+use nemo_replay::cli::ConnectArgs;
 use nemo_replay::cli::RunArgs;
 
 #[derive(Debug, Parser)]
@@ -23,7 +24,7 @@ use nemo_replay::cli::RunArgs;
     about = "Replay a recorded NEMO incident into an MQTT broker or the Redis queue",
     after_help = "Examples:\n  replay incident.jsonl --mqtt-url mqtt://test-broker:1883\n  replay incident.jsonl --speed 10 --tool 12 --dry-run\n  replay items.jsonl --to-redis list --max-rate\n  replay --stream nemo_mqtt_events --from-id 1760623352944-0 --to-id + --rate 50\n  replay dead-letters\n  replay dead-letters --requeue all",
     // The shared connection flags, in replay's words.
-    mut_arg("config", |a| a.help("The bridge's TOML configuration ([mqtt], [redis], [backoff] are used)")),
+    mut_arg("config", |a| a.help("The bridge's TOML configuration ([mqtt], [redis], [hmac], [backoff] are used)")),
     mut_arg("mqtt_url", |a| a.help("Broker URL (overrides mqtt.url), e.g. mqtt://127.0.0.1:1883")),
     mut_arg("client_id", |a| a.help("MQTT client id (default nemo-replay-<pid>; must differ from the bridge's)")),
     mut_arg("redis_url", |a| a.help("Redis URL (overrides redis.url), e.g. redis://127.0.0.1:6379/1")),

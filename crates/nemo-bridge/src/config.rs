@@ -29,12 +29,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::value::{Dict, Map};
-use figment::{Figment, Metadata, Profile, Provider};
+use figment::{Figment, Provider};
 use nemo_backoff::BackoffConfig;
+use nemo_config::{KeyFileError, Named, Secret, annotate_sources, redact_url};
 use nemo_db::NemoConfig;
-use nemo_mqtt::{MqttConfig, Secret};
+use nemo_mqtt::MqttConfig;
 use nemo_redis::{Mode, RedisConfig};
 use nemo_topics::{TopicMapper, TopicsConfig};
 use serde::{Deserialize, Serialize};
@@ -63,25 +62,8 @@ pub enum ConfigError {
 
 impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
-        // figment reports one error per problem; keep the first, on one line.
-        let first = e.into_iter().next();
-        let msg = match first {
-            Some(err) => {
-                let key = if err.path.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}: ", err.path.join("."))
-                };
-                let from = err
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.source.as_ref().map(|s| format!(" (from {s})")))
-                    .unwrap_or_default();
-                format!("{key}{}{from}", err.kind)
-            }
-            None => "unknown error".into(),
-        };
-        ConfigError::Load(msg.replace('\n', " "))
+        // One line naming the key and the layer (nemo-config's wording).
+        ConfigError::Load(nemo_config::LoadError::from(e).0)
     }
 }
 
@@ -102,27 +84,27 @@ impl HmacConfig {
     /// # Errors
     /// When `key_file` cannot be read.
     pub fn key_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
-        if !self.key.is_empty() {
-            return Ok(Some(self.key.expose().as_bytes().to_vec()));
-        }
-        match &self.key_file {
-            Some(p) if !p.as_os_str().is_empty() => {
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Invalid {
-                    key: "hmac.key_file".into(),
-                    value: format!("{:?}", p.display().to_string()),
-                    allowed: format!("must be a readable file ({e})"),
-                })?;
-                let key = text.trim_end_matches(['\r', '\n']);
-                if key.is_empty() {
-                    return Err(ConfigError::Invalid {
-                        key: "hmac.key_file".into(),
-                        value: format!("{:?}", p.display().to_string()),
-                        allowed: "must contain a non-empty key".into(),
-                    });
+        self.as_shared().key_bytes().map_err(|e| {
+            let allowed = match &e {
+                KeyFileError::Unreadable { source, .. } => {
+                    format!("must be a readable file ({source})")
                 }
-                Ok(Some(key.as_bytes().to_vec()))
+                KeyFileError::Empty { .. } => "must contain a non-empty key".into(),
+            };
+            ConfigError::Invalid {
+                key: "hmac.key_file".into(),
+                value: format!("{:?}", e.path().display().to_string()),
+                allowed,
             }
-            _ => Ok(None),
+        })
+    }
+
+    /// The same section as nemo-config's [`nemo_config::HmacConfig`] (what the tools read),
+    /// whose key-file reader this uses.
+    pub fn as_shared(&self) -> nemo_config::HmacConfig {
+        nemo_config::HmacConfig {
+            key: self.key.clone(),
+            key_file: self.key_file.clone(),
         }
     }
 }
@@ -213,35 +195,17 @@ pub struct Config {
     pub filters: crate::filters::EventFilters,
 }
 
-/// A provider under another name (how `--check-config` names the layer a value came from).
-struct Named<P> {
-    name: &'static str,
-    inner: P,
-}
-
-impl<P: Provider> Provider for Named<P> {
-    fn metadata(&self) -> Metadata {
-        Metadata::named(self.name)
-    }
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        self.inner.data()
-    }
-}
-
 /// A command-line flag's value for `key` (dotted, e.g. `mqtt.url`), as a layer named
-/// "command line". Merge it on top of [`layered`].
+/// "command line" ([`nemo_config::flag`]). Merge it on top of [`layered`].
 ///
 /// ```
-/// use nemo_bridge::config::{flag, layered, Config};
-/// let fig = layered(None, None).merge(flag("mqtt.client_id", "from-flag"));
+/// use nemo_bridge::config::{flag, figment, Config};
+/// let fig = figment(None).merge(flag("mqtt.client_id", "from-flag"));
 /// assert_eq!(Config::from_figment(fig.clone()).unwrap().mqtt.client_id, "from-flag");
 /// assert_eq!(fig.find_metadata("mqtt.client_id").unwrap().name, "command line");
 /// ```
 pub fn flag<T: Serialize>(key: &str, value: T) -> impl Provider {
-    Named {
-        name: "command line",
-        inner: Serialized::default(key, value),
-    }
+    nemo_config::flag(key, value)
 }
 
 /// Defaults < TOML file at `config_path` (if any) < `NEMO_<SECTION>__<KEY>` environment.
@@ -256,31 +220,25 @@ pub fn flag<T: Serialize>(key: &str, value: T) -> impl Provider {
 /// assert_eq!(cfg.redis.key, "nemo_mqtt_events");
 /// ```
 pub fn figment(config_path: Option<&Path>) -> Figment {
-    layered(config_path, None)
+    layered(config_path, None::<Figment>)
 }
 
-/// Defaults < TOML file < NEMO's configuration row (if given) < environment: [`figment()`] with
-/// the row's layer in its place.
+/// Defaults < TOML file < NEMO's configuration row (if given; the bridge passes its
+/// [`RowLayer`](crate::settings::RowLayer)) < environment: [`figment()`] with the row's layer in
+/// its place ([`nemo_config::layered`]).
 ///
 /// ```
-/// let fig = nemo_bridge::config::layered(None, None);
+/// let fig = nemo_bridge::config::figment(None);
 /// assert_eq!(fig.find_metadata("mqtt.qos").unwrap().name, "built-in default");
 /// ```
-pub fn layered(config_path: Option<&Path>, row: Option<&crate::settings::RowLayer>) -> Figment {
-    let mut fig = Figment::from(Named {
-        name: "built-in default",
-        inner: Serialized::defaults(Config::default()),
-    });
-    if let Some(path) = config_path {
-        fig = fig.merge(Toml::file_exact(path));
-    }
-    if let Some(row) = row {
-        fig = fig.merge(row.clone());
-    }
-    fig.merge(
-        Env::prefixed("NEMO_")
-            .filter(|k| k.as_str().contains("__"))
-            .split("__"),
+pub fn layered<R: Provider>(config_path: Option<&Path>, row: Option<R>) -> Figment {
+    nemo_config::layered(
+        Named::new(
+            nemo_config::DEFAULTS,
+            figment::providers::Serialized::defaults(Config::default()),
+        ),
+        config_path,
+        row,
     )
 }
 
@@ -455,27 +413,23 @@ impl Config {
     /// ```
     /// let mut cfg = nemo_bridge::config::Config::default();
     /// cfg.mqtt.url = vec!["mqtt://bob:pw1@broker:1883".into()];
-    /// cfg.mqtt.password = nemo_mqtt::Secret::new("pw2");
-    /// cfg.redis.url = "redis://:pw3@host:6379/1".into();
-    /// cfg.hmac.key = nemo_mqtt::Secret::new("pw4");
+    /// cfg.mqtt.password = nemo_config::Secret::new("pw2");
+    /// cfg.redis.url = "redis-sentinel://:pw3@s1:26379/1?sentinelServiceName=m&sentinelPassword=pw5".into();
+    /// cfg.hmac.key = nemo_config::Secret::new("pw4");
+    /// cfg.nemo.database_url = "postgres://nemo:pw6@db/nemo?password=pw7".into();
     /// let text = cfg.redacted().to_toml();
-    /// for pw in ["pw1", "pw2", "pw3", "pw4"] { assert!(!text.contains(pw), "{text}"); }
+    /// for pw in ["pw1", "pw2", "pw3", "pw4", "pw5", "pw6", "pw7"] { assert!(!text.contains(pw), "{text}"); }
     /// assert!(text.contains("mqtt://bob:***@broker:1883"));
     /// ```
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
         c.redis.url = redact_url(&c.redis.url);
-        c.nemo.database_url = c.nemo.redacted_url();
+        c.nemo.database_url = redact_url(&c.nemo.database_url);
         c.mqtt.url = c.mqtt.url.iter().map(|u| redact_url(u)).collect();
-        if !c.mqtt.password.is_empty() {
-            c.mqtt.password = Secret::new("***");
-        }
-        if !c.hmac.key.is_empty() {
-            c.hmac.key = Secret::new("***");
-        }
-        if !c.display.password.is_empty() {
-            c.display.password = Secret::new("***");
-        }
+        c.mqtt.password = c.mqtt.password.redacted();
+        c.mqtt.status_hmac_key = c.mqtt.status_hmac_key.as_ref().map(Secret::redacted);
+        c.hmac.key = c.hmac.key.redacted();
+        c.display.password = c.display.password.redacted();
         c
     }
 
@@ -490,67 +444,15 @@ impl Config {
     /// extracted from.
     ///
     /// ```
-    /// use nemo_bridge::config::{flag, layered, Config};
-    /// let fig = layered(None, None).merge(flag("mqtt.client_id", "x"));
+    /// use nemo_bridge::config::{flag, figment, Config};
+    /// let fig = figment(None).merge(flag("mqtt.client_id", "x"));
     /// let cfg = Config::from_figment(fig.clone()).unwrap();
     /// let text = cfg.to_toml_with_sources(&fig);
     /// assert!(text.contains("client_id = \"x\"  # command line"), "{text}");
     /// assert!(text.contains("qos = 1  # built-in default"), "{text}");
     /// ```
     pub fn to_toml_with_sources(&self, fig: &Figment) -> String {
-        let mut section = Some(String::new());
-        let mut out = String::new();
-        for line in self.redacted().to_toml().lines() {
-            out.push_str(line);
-            let trimmed = line.trim();
-            if trimmed.starts_with("[[") {
-                // An array of tables: its entries have no dotted key of their own.
-                section = None;
-            } else if let Some(name) = trimmed.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                section = Some(format!("{name}."));
-            } else if let (Some(prefix), Some((key, _))) = (&section, trimmed.split_once(" = ")) {
-                let key = format!("{prefix}{}", key.trim_matches('"'));
-                if let Some(m) = fig.find_metadata(&key) {
-                    out.push_str("  # ");
-                    out.push_str(&source_name(m, &key));
-                }
-            }
-            out.push('\n');
-        }
-        out
-    }
-}
-
-/// How a layer is named in `--check-config`: the file's path, the variable's name.
-fn source_name(m: &Metadata, key: &str) -> String {
-    match &m.source {
-        Some(figment::Source::File(path)) => format!("{} {}", m.name, path.display()),
-        _ if m.name.contains("environment") => {
-            format!("environment NEMO_{}", key.to_uppercase().replace('.', "__"))
-        }
-        _ => m.name.to_string(),
-    }
-}
-
-/// Replace the password of `scheme://user:password@host...` by `***`.
-///
-/// ```
-/// assert_eq!(nemo_bridge::config::redact_url("redis://:pw@h:1/1"), "redis://:***@h:1/1");
-/// assert_eq!(nemo_bridge::config::redact_url("mqtt://h:1883"), "mqtt://h:1883");
-/// ```
-pub fn redact_url(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[start..];
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..auth_end].rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!("{}{}:***{}", &url[..start], &userinfo[..colon], &rest[at..]),
-        None => url.to_string(),
+        annotate_sources(&self.redacted().to_toml(), fig)
     }
 }
 
@@ -559,6 +461,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
     use super::*;
     use figment::Jail;
+    use figment::providers::Serialized;
 
     #[test]
     fn layering_defaults_file_env() {
@@ -579,51 +482,6 @@ mod tests {
             assert_eq!(cfg.redis.key, "from-flag");
             assert_eq!(cfg.mqtt.keep_alive_s, 60);
             cfg.validate().unwrap();
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn nemo_row_sits_between_file_and_environment_and_sources_are_named() {
-        Jail::expect_with(|jail| {
-            jail.create_file(
-                "bridge.toml",
-                "[mqtt]\nurl = \"mqtt://file:1883\"\nclient_id = \"file\"\nusername = \"file-user\"\n",
-            )?;
-            jail.set_env("NEMO_MQTT__CLIENT_ID", "env");
-            let row = nemo_db::ConfigurationRow {
-                id: 9,
-                broker_host: Some("row-broker".into()),
-                broker_port: Some(1884),
-                keepalive: Some(15),
-                client_id: Some("row".into()),
-                reconnect_delay: Some(1),
-                ..Default::default()
-            };
-            let layer = crate::settings::RowLayer::new(row.settings().unwrap(), &Config::default());
-            let fig = layered(Some(Path::new("bridge.toml")), Some(&layer));
-            let cfg = Config::from_figment(fig.clone()).unwrap();
-            assert_eq!(cfg.mqtt.url, ["mqtt://row-broker:1884"], "row over file");
-            assert_eq!(cfg.mqtt.client_id, "env", "environment over row");
-            assert_eq!(
-                cfg.mqtt.username, "file-user",
-                "a row without a user keeps the file's"
-            );
-            let text = cfg.to_toml_with_sources(&fig);
-            assert!(
-                text.contains("client_id = \"env\"  # environment NEMO_MQTT__CLIENT_ID"),
-                "{text}"
-            );
-            assert!(
-                text.contains("username = \"file-user\"  # TOML file "),
-                "{text}"
-            );
-            assert!(
-                text.contains(
-                    "keep_alive_s = 15  # NEMO database (nemo_mqtt_mqttconfiguration id=9)"
-                ),
-                "{text}"
-            );
             Ok(())
         });
     }

@@ -566,6 +566,52 @@ mod tests {
     use figment::providers::{Format, Toml};
     use nemo_db::MockNemoStore;
 
+    #[test]
+    fn nemo_row_sits_between_file_and_environment_and_sources_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bridge.toml",
+                "[mqtt]\nurl = \"mqtt://file:1883\"\nclient_id = \"file\"\nusername = \"file-user\"\n",
+            )?;
+            jail.set_env("NEMO_MQTT__CLIENT_ID", "env");
+            let row = nemo_db::ConfigurationRow {
+                id: 9,
+                broker_host: Some("row-broker".into()),
+                broker_port: Some(1884),
+                keepalive: Some(15),
+                client_id: Some("row".into()),
+                reconnect_delay: Some(1),
+                ..Default::default()
+            };
+            let layer = RowLayer::new(row.settings().unwrap(), &Config::default());
+            let fig =
+                crate::config::layered(Some(std::path::Path::new("bridge.toml")), Some(&layer));
+            let cfg = Config::from_figment(fig.clone()).unwrap();
+            assert_eq!(cfg.mqtt.url, ["mqtt://row-broker:1884"], "row over file");
+            assert_eq!(cfg.mqtt.client_id, "env", "environment over row");
+            assert_eq!(
+                cfg.mqtt.username, "file-user",
+                "a row without a user keeps the file's"
+            );
+            let text = cfg.to_toml_with_sources(&fig);
+            assert!(
+                text.contains("client_id = \"env\"  # environment NEMO_MQTT__CLIENT_ID"),
+                "{text}"
+            );
+            assert!(
+                text.contains("username = \"file-user\"  # TOML file "),
+                "{text}"
+            );
+            assert!(
+                text.contains(
+                    "keep_alive_s = 15  # NEMO database (nemo_mqtt_mqttconfiguration id=9)"
+                ),
+                "{text}"
+            );
+            Ok(())
+        });
+    }
+
     fn row(id: i64, port: i64, key: Option<&str>) -> ConfigurationRow {
         ConfigurationRow {
             id,

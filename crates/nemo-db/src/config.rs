@@ -164,7 +164,7 @@ impl NemoConfig {
 
     /// The URL with its password (user-info or `password=` parameter) replaced by `***`.
     pub fn redacted_url(&self) -> String {
-        redact_database_url(&self.database_url)
+        nemo_config::redact_url(&self.database_url)
     }
 
     /// Check the values (no I/O: the URL is parsed when connecting).
@@ -220,41 +220,6 @@ impl NemoConfig {
         }
         Ok(())
     }
-}
-
-/// Replace the password in a database URL by `***`: the user-info password
-/// (`postgres://user:pw@host/db`) and a `password=` query parameter (libpq style).
-///
-/// ```
-/// use nemo_db::redact_database_url as r;
-/// assert_eq!(r("postgres://bridge:pw@h/nemo"), "postgres://bridge:***@h/nemo");
-/// assert_eq!(r("postgres://h/nemo?user=b&password=pw&sslmode=require"),
-///            "postgres://h/nemo?user=b&password=***&sslmode=require");
-/// assert_eq!(r("sqlite:///srv/nemo.sqlite3"), "sqlite:///srv/nemo.sqlite3");
-/// ```
-pub fn redact_database_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(start) = out.find("://").map(|i| i + 3) {
-        let rest = &out[start..];
-        let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..auth_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
-        {
-            out = format!("{}***{}", &out[..start + colon + 1], &out[start + at..]);
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", redacted.join("&"));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -316,12 +281,20 @@ mod tests {
     }
 
     #[test]
-    fn redaction_covers_userinfo_and_query_but_keeps_the_rest() {
+    fn the_url_is_shown_redacted_in_debug_and_errors() {
+        let cfg = NemoConfig {
+            database_url: "postgresql://u:p%40ss@h:5/d?password=x&sslrootcert=/ca.pem".into(),
+            ..NemoConfig::default()
+        };
         assert_eq!(
-            redact_database_url("postgresql://u:p%40ss@h:5/d?password=x&sslrootcert=/ca.pem"),
+            cfg.redacted_url(),
             "postgresql://u:***@h:5/d?password=***&sslrootcert=/ca.pem"
         );
-        assert_eq!(redact_database_url("postgres://u@h/d"), "postgres://u@h/d");
-        assert_eq!(redact_database_url(""), "");
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("p%40ss") && !shown.contains("=x"),
+            "{shown}"
+        );
+        assert_eq!(NemoConfig::default().redacted_url(), "");
     }
 }

@@ -51,7 +51,7 @@ mod error;
 mod log;
 mod row;
 
-pub use config::{Backend, NemoConfig, NemoConfigError, Source, redact_database_url};
+pub use config::{Backend, NemoConfig, NemoConfigError, Source};
 pub use db::NemoDb;
 pub use error::{DbError, error_line};
 pub use log::{LogEntry, MESSAGE_LOG_TABLE};

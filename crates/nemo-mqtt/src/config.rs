@@ -4,7 +4,6 @@
 //! returns an error naming the key, the value and what is allowed, so the
 //! program can exit non-zero before it connects anywhere.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,54 +12,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{BrokerUrl, MqttError};
 
-/// A secret string (the broker password). Shown as `***` in `Debug` and
-/// `Display`, so it cannot leak through logs or `{:?}` of the config.
-/// Serialization writes the real value (needed to layer configurations).
+/// The broker password and other secrets: nemo-config's one secret type (`***` in `Debug`
+/// and `Display`), re-exported so that users of this crate need not name nemo-config.
 ///
 /// ```
 /// let s = nemo_mqtt::Secret::new("hunter2");
 /// assert_eq!(format!("{s:?} {s}"), "\"***\" ***");
 /// assert_eq!(s.expose(), "hunter2");
-/// assert_eq!(format!("{:?}", nemo_mqtt::Secret::default()), "\"\"");
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself; only for handing it to the client library.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// True when no secret is set.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("\"\"")
-        } else {
-            f.write_str("\"***\"")
-        }
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            f.write_str("***")
-        }
-    }
-}
+pub use nemo_config::Secret;
 
 /// MQTT protocol version.
 ///

@@ -78,7 +78,7 @@ impl BrokerUrl {
     /// missing host, bad port, credentials in the URL (use `mqtt.username` /
     /// `mqtt.password`), a path on a non-WebSocket URL, query or fragment.
     pub fn parse(url: &str) -> Result<BrokerUrl, MqttError> {
-        let shown = redact_userinfo(url);
+        let shown = nemo_config::redact_url(url);
         let bad = |problem: &str| MqttError::InvalidUrl {
             url: shown.clone(),
             problem: problem.to_string(),
@@ -167,20 +167,6 @@ impl BrokerUrl {
             Transport::Wss => "wss",
         };
         format!("{scheme}://{}{}", self.host_port(), self.path)
-    }
-}
-
-/// `scheme://user:pass@host` -> `scheme://***@host`, so a password typed into
-/// the URL never reaches a log line.
-fn redact_userinfo(url: &str) -> String {
-    let Some(i) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[i + 3..];
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{}://***{}", &url[..i], &rest[at..]),
-        None => url.to_string(),
     }
 }
 
@@ -314,7 +300,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "mqtt.url: 'mqtt://***@h:1883' contains credentials; put them in mqtt.username and mqtt.password instead"
+            "mqtt.url: 'mqtt://user:***@h:1883' contains credentials; put them in mqtt.username and mqtt.password instead"
         );
     }
 }

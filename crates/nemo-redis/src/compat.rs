@@ -15,13 +15,9 @@ use fred::prelude::*;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::RedisError;
 use crate::conn::{bytes_of, custom};
-
-/// Default status key.
-pub const STATUS_KEY: &str = "NEMO_mqtt_bridge_status";
-/// Default control list.
-pub const CONTROL_KEY: &str = "NEMO_mqtt_bridge_control";
+use crate::error::RedisError;
+pub use crate::keys::{CONTROL_KEY, STATUS_KEY};
 /// Expiry of the status key, seconds.
 pub const STATUS_TTL_SECS: i64 = 90;
 /// How often [`StatusRefresher`] rewrites the status key.

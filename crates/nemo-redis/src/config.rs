@@ -129,8 +129,8 @@ impl Default for RedisConfig {
             lease_ttl_ms: 10_000,
             delete_acked: false,
             pubsub_buffer: 10_000,
-            status_key: crate::compat::STATUS_KEY.into(),
-            control_key: crate::compat::CONTROL_KEY.into(),
+            status_key: crate::keys::STATUS_KEY.into(),
+            control_key: crate::keys::CONTROL_KEY.into(),
             ca_file: None,
             client_cert: None,
             client_key: None,
@@ -332,7 +332,7 @@ impl RedisConfig {
     /// assert_eq!(cfg.redacted_url(), "rediss://bridge:***@h:1/2");
     /// ```
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.url)
+        nemo_config::redact_url(&self.url)
     }
 
     /// The consumer name in stream mode: `consumer`, or `hostname-pid`.
@@ -412,41 +412,6 @@ impl fmt::Display for RedisConfig {
     }
 }
 
-/// Replace the password of a URL (and a `sentinelPassword` query value) by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(auth_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let (userinfo, host) = authority.split_at(at);
-            match userinfo.split_once(':') {
-                Some((user, _pw)) => format!("{user}:***{host}"),
-                None => authority.to_string(),
-            }
-        }
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let q: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("sentinelPassword") => {
-                        format!("{k}=***")
-                    }
-                    _ => kv.to_string(),
-                })
-                .collect();
-            format!("{path}?{}", q.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -471,16 +436,22 @@ mod tests {
     }
 
     #[test]
-    fn redaction() {
-        assert_eq!(redact_url("redis://:pw@h:1/1"), "redis://:***@h:1/1");
-        assert_eq!(redact_url("redis://u:pw@h"), "redis://u:***@h");
-        assert_eq!(redact_url("redis://u@h/1"), "redis://u@h/1");
-        assert_eq!(redact_url("redis://h:6379/1"), "redis://h:6379/1");
+    fn the_url_is_shown_redacted() {
+        let url = |u: &str| RedisConfig {
+            url: u.into(),
+            ..Default::default()
+        };
+        assert_eq!(url("redis://u:pw@h").redacted_url(), "redis://u:***@h");
+        assert_eq!(url("redis://u@h/1").redacted_url(), "redis://u@h/1");
+        let sentinel =
+            url("redis-sentinel://:a@h:26379/1?sentinelServiceName=m&sentinelPassword=b");
         assert_eq!(
-            redact_url("redis-sentinel://:a@h:26379/1?sentinelServiceName=m&sentinelPassword=b"),
+            sentinel.redacted_url(),
             "redis-sentinel://:***@h:26379/1?sentinelServiceName=m&sentinelPassword=***"
         );
-        assert_eq!(redact_url("redis://:p@ss@h/1"), "redis://:***@h/1");
+        for shown in [format!("{sentinel}"), format!("{sentinel:?}")] {
+            assert!(!shown.contains(":a@") && !shown.contains("=b"), "{shown}");
+        }
     }
 
     #[test]

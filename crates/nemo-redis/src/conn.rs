@@ -20,7 +20,8 @@ use nemo_backoff::BackoffConfig;
 use tokio::sync::Mutex;
 
 use crate::config::RedisConfig;
-use crate::{Keys, Mode, RedisError};
+use crate::error::RedisError;
+use crate::keys::Keys;
 
 /// A connected Redis handle: the shared client plus the configuration, from
 /// which every part of this crate is made (sources, lease, status, control,
@@ -149,63 +150,6 @@ impl Redis {
             .map_err(|e| invalid_url(&self.cfg, &e))?;
         init(&c, &self.cfg).await?;
         Ok(c)
-    }
-
-    /// The source for the configured mode (recovery of a previous run's
-    /// in-flight items happens before its first `take`).
-    ///
-    /// # Errors
-    /// [`RedisError`] when the blocking client cannot connect or the stream
-    /// group cannot be created.
-    pub async fn source(
-        &self,
-    ) -> Result<Box<dyn crate::EventSource<Error = RedisError>>, RedisError> {
-        Ok(match self.cfg.mode {
-            Mode::List => Box::new(crate::ListSource::new(self).await?),
-            Mode::Stream => Box::new(crate::StreamSource::new(self).await?),
-            Mode::Pubsub => Box::new(crate::PubSubSource::new(self).await?),
-        })
-    }
-
-    /// Queue statistics (depth, processing, dead letters).
-    pub fn stats(&self) -> crate::QueueStats {
-        crate::QueueStats::new(self)
-    }
-
-    /// The dead-letter list.
-    pub fn dead_letters(&self) -> crate::DeadLetters {
-        crate::DeadLetters::new(self)
-    }
-
-    /// A producer for the configured key and mode.
-    pub fn producer(&self) -> crate::Producer {
-        crate::Producer::new(self)
-    }
-
-    /// The single-active lease of this queue (`{key}:lease`, `lease_ttl_ms`).
-    pub fn lease(&self) -> crate::Lease {
-        crate::Lease::new(
-            self.client.clone(),
-            self.keys.lease.clone(),
-            self.cfg.lease_ttl(),
-        )
-    }
-
-    /// The compatibility status key (`NEMO_mqtt_bridge_status`).
-    pub fn status_key(&self) -> crate::StatusKey {
-        crate::StatusKey::new(self.client.clone(), self.cfg.status_key.clone())
-    }
-
-    /// The compatibility control list (`NEMO_mqtt_bridge_control`), with its own
-    /// blocking client.
-    ///
-    /// # Errors
-    /// [`RedisError::Connect`] when the blocking client cannot connect.
-    pub async fn control_list(&self) -> Result<crate::ControlList, RedisError> {
-        Ok(crate::ControlList::new(
-            self.blocking_client().await?,
-            self.cfg.control_key.clone(),
-        ))
     }
 
     /// Close the shared client.

@@ -85,6 +85,8 @@ mod config;
 mod conn;
 pub mod dead;
 mod error;
+mod handle;
+mod keys;
 pub mod lease;
 pub mod list;
 mod producer;
@@ -98,6 +100,7 @@ pub use config::{ConfigError, Mode, RedisConfig};
 pub use conn::{Redis, reconnect_policy};
 pub use dead::{DeadLetter, DeadLetters, Requeue};
 pub use error::RedisError;
+pub use keys::Keys;
 pub use lease::{Lease, LeaseKeeper};
 pub use list::ListSource;
 pub use producer::Producer;
@@ -107,36 +110,3 @@ pub use source::MockEventSource;
 pub use source::{Delivery, DeliveryId, EventSource, Interrupter};
 pub use stats::QueueStats;
 pub use stream::StreamSource;
-
-/// The Redis keys of one queue.
-///
-/// ```
-/// let k = nemo_redis::Keys::new("nemo_mqtt_events");
-/// assert_eq!(k.source, "nemo_mqtt_events");
-/// assert_eq!(k.processing, "{nemo_mqtt_events}:processing");
-/// assert_eq!(k.dead, "{nemo_mqtt_events}:dead");
-/// assert_eq!(k.lease, "{nemo_mqtt_events}:lease");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
-    /// The list, stream or channel the producer writes to.
-    pub source: String,
-    /// List mode: items taken and not yet confirmed.
-    pub processing: String,
-    /// Dead-letter list.
-    pub dead: String,
-    /// Single-active lease.
-    pub lease: String,
-}
-
-impl Keys {
-    /// The keys for queue `key`.
-    pub fn new(key: &str) -> Self {
-        Keys {
-            source: key.to_string(),
-            processing: format!("{{{key}}}:processing"),
-            dead: format!("{{{key}}}:dead"),
-            lease: format!("{{{key}}}:lease"),
-        }
-    }
-}

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nemo_bridge::config::Config;
-use nemo_monitor::cli::{ConnectArgs, ResolveError};
+use nemo_config::{ConnectArgs, LoadError};
 use nemo_monitor::{FormatOptions, Formatter};
 use nemo_mqtt::MqttError;
 use nemo_redis::RedisError;
@@ -23,7 +22,8 @@ use nemo_redis::RedisError;
 use crate::cli::{FormatArg, RunArgs, ZeroWindow};
 use crate::{
     DryRunSink, FakeClock, InputError, InputFormat, LineItems, MqttSink, Observer, RedisSink,
-    ReplayError, ReplayItem, Replayer, Schedule, ScheduleError, SinkError, Summary, TokioClock,
+    ReplayConfig, ReplayError, ReplayItem, Replayer, Schedule, ScheduleError, SinkError, Summary,
+    TokioClock,
 };
 
 /// Log target of the program's own lines (as when the `replay` binary wrote them).
@@ -35,7 +35,7 @@ const LOG: &str = "replay";
 pub enum AppError {
     /// The configuration file or environment cannot be used.
     #[error(transparent)]
-    Config(#[from] ResolveError),
+    Config(#[from] LoadError),
     /// A broker setting the MQTT client refuses.
     #[error("configuration: {0}")]
     Mqtt(MqttError),
@@ -163,23 +163,19 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The bridge's configuration with the shared connection flags and `--key` applied, as a
-/// replay needs it: client id `nemo-replay-<pid>` unless given, no status topic and no last
-/// will (a replay is not a bridge).
+/// The replay's part of the bridge's configuration with the shared connection flags and
+/// `--key` applied ([`ReplayConfig::load`]): client id `nemo-replay-<pid>` unless given, no
+/// status topic and no last will (a replay is not a bridge).
 ///
 /// # Errors
 /// [`AppError::Config`] when the file or environment cannot be used.
-pub fn load_config(connect: &ConnectArgs, key: Option<&str>) -> Result<Config, AppError> {
-    let mut cfg = connect.resolve("replay")?.config;
-    if let Some(key) = key {
-        cfg.redis.key = key.to_owned();
-    }
-    Ok(cfg)
+pub fn load_config(connect: &ConnectArgs, key: Option<&str>) -> Result<ReplayConfig, AppError> {
+    Ok(ReplayConfig::load(connect, key)?)
 }
 
 /// Connect to the bridge's Redis in `mode`, without the bridge's lease.
 async fn connect_redis(
-    cfg: &Config,
+    cfg: &ReplayConfig,
     mode: nemo_redis::Mode,
 ) -> Result<nemo_redis::Redis, AppError> {
     let mut r = cfg.redis.clone();
@@ -210,7 +206,7 @@ async fn quit(redis: &nemo_redis::Redis) {
 /// # Errors
 /// A bad `requeue` value, Redis unreachable or failing, or `out` not writable.
 pub async fn dead_letters(
-    cfg: &Config,
+    cfg: &ReplayConfig,
     requeue: Option<&str>,
     limit: u64,
     out: &mut impl Write,
@@ -346,7 +342,7 @@ type Items = Box<dyn Iterator<Item = Result<ReplayItem, InputError>> + Send>;
 /// # Errors
 /// [`AppError`] when the flags do not make a run, or the input, Redis or the broker cannot be
 /// used; a run that started ends with an [`Outcome`].
-pub async fn replay(cfg: &Config, args: &RunArgs) -> Result<Outcome, AppError> {
+pub async fn replay(cfg: &ReplayConfig, args: &RunArgs) -> Result<Outcome, AppError> {
     let schedule = Schedule::new(args.pacing())?;
     let options = args.options()?;
 
@@ -411,8 +407,7 @@ pub async fn replay(cfg: &Config, args: &RunArgs) -> Result<Outcome, AppError> {
         quit(&redis).await;
         (r, "replayed into Redis")
     } else {
-        let mut mqtt = cfg.mqtt_config();
-        mqtt.status_topic = String::new();
+        let mqtt = cfg.mqtt_config();
         mqtt.validate().map_err(AppError::Mqtt)?;
         let publisher = nemo_mqtt::Publisher::connect(mqtt, cfg.backoff.build())
             .await
@@ -639,7 +634,7 @@ mod tests {
 
     #[tokio::test]
     async fn usage_errors_come_before_any_connection() {
-        let cfg = Config::default();
+        let cfg = ReplayConfig::default();
         let e = replay(&cfg, &args(&[])).await.unwrap_err();
         assert!(e.to_string().starts_with("nothing to replay"), "{e}");
         let e = replay(&cfg, &args(&["f", "--window", "0"]))
@@ -659,7 +654,7 @@ mod tests {
     #[tokio::test]
     async fn strict_refuses_a_bad_file_before_connecting() {
         // The configuration points nowhere: a connection attempt would fail the test.
-        let mut cfg = Config::default();
+        let mut cfg = ReplayConfig::default();
         cfg.mqtt.url = vec!["mqtt://127.0.0.1:1".into()];
         let f = file(&format!("{REC}\n{{\n"));
         let outcome = replay(&cfg, &args(&[f.path().to_str().unwrap(), "--strict"]))
@@ -674,7 +669,6 @@ mod tests {
         assert_eq!(cfg.redis.key, "other_queue");
         assert!(cfg.mqtt.client_id.starts_with("nemo-replay-"));
         assert!(cfg.mqtt.status_topic.is_empty());
-        assert_eq!(cfg.status.topic, None);
     }
 
     #[test]

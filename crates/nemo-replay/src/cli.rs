@@ -1,7 +1,7 @@
 //! The flags of a replay run (`replay FILE …`, `replay --stream KEY …`), declared here next to
 //! the code that reads them ([`crate::app`]), and turned into the library's values: a
 //! [`Pacing`], a [`Filter`] and [`ReplayOptions`]. The connection flags `replay` shares with
-//! `monitor` are `nemo_monitor::cli::ConnectArgs`.
+//! `monitor` are nemo-config's [`ConnectArgs`], re-exported here.
 
 use std::path::PathBuf;
 
@@ -9,6 +9,10 @@ use clap::{Args, ValueEnum};
 use time::OffsetDateTime;
 
 use crate::{Filter, Pacing, ReplayOptions, TopicFilter};
+
+/// The connection flags `replay` shares with `monitor` (`--config`, `--mqtt-url`,
+/// `--client-id`, `--redis-url`), from nemo-config.
+pub use nemo_config::ConnectArgs;
 
 /// The line format of the input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

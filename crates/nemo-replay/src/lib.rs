@@ -46,6 +46,7 @@ pub mod app;
 pub mod cli;
 mod cli_support;
 mod clock;
+mod config;
 mod filter;
 mod formats;
 mod input;
@@ -59,6 +60,7 @@ mod topic_filter;
 
 pub use cli_support::{dead_letter_line, parse_requeue, parse_rfc3339};
 pub use clock::{Clock, FakeClock, TokioClock};
+pub use config::ReplayConfig;
 pub use filter::{Filter, Skip};
 /// Re-exported: the future type of [`ReplaySink::send`].
 pub use futures::future::BoxFuture;
