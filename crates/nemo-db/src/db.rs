@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use crate::config::{Backend, NemoConfig};
-use crate::error::{DbError, error_line as one_line};
+use crate::error::{DbError, classify, error_line as one_line};
 use crate::log::{LogEntry, MESSAGE_LOG_TABLE};
 use crate::row::{CONFIGURATION_TABLE, ConfigurationRow, FILTER_TABLE, FilterRow};
 
@@ -237,70 +237,6 @@ impl NemoDb {
             }),
         }
     }
-}
-
-/// Map a driver error to a [`DbError`] for `table` (one line, no password: `url` is redacted).
-pub(crate) fn classify(url: &str, table: &'static str, e: sqlx::Error) -> DbError {
-    let url = url.to_string();
-    match &e {
-        sqlx::Error::Database(db) => {
-            let msg = db.message();
-            if db.code().as_deref() == Some("42P01") || msg.contains("no such table") {
-                return DbError::MissingTable { table, url };
-            }
-            // 42501 = insufficient privilege; SQLite: a read-only file or connection.
-            if code_is(db.code().as_deref(), "42501")
-                || msg.contains("readonly database")
-                || msg.contains("read-only")
-            {
-                return DbError::Denied {
-                    table,
-                    url,
-                    reason: one_line(&e),
-                };
-            }
-            // Class 08 = connection exception, 28 = authorization, 3D = no such database,
-            // 57P = the server is shutting down or starting.
-            let code = db.code().unwrap_or_default();
-            if ["08", "28", "3D", "57P"]
-                .iter()
-                .any(|c| code.starts_with(c))
-                || msg.contains("unable to open database file")
-            {
-                return DbError::Unreachable {
-                    url,
-                    reason: one_line(&e),
-                };
-            }
-            DbError::Query {
-                table,
-                url,
-                reason: one_line(&e),
-            }
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => DbError::Unreachable {
-            url,
-            reason: one_line(&e),
-        },
-        sqlx::Error::Configuration(_) => DbError::Url {
-            url,
-            reason: one_line(&e),
-        },
-        _ => DbError::Query {
-            table,
-            url,
-            reason: one_line(&e),
-        },
-    }
-}
-
-fn code_is(code: Option<&str>, want: &str) -> bool {
-    code == Some(want)
 }
 
 #[async_trait::async_trait]

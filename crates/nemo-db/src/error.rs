@@ -76,7 +76,7 @@ impl DbError {
     /// assert!(e.is_transient(), "{e}");
     /// ```
     pub fn from_sqlx(url: &str, table: &'static str, e: sqlx::Error) -> DbError {
-        crate::db::classify(url, table, e)
+        classify(url, table, e)
     }
 
     /// True for outages that may pass by themselves (unreachable, timeout); false for problems
@@ -108,4 +108,68 @@ pub fn error_line(e: &sqlx::Error) -> String {
         other => other.to_string(),
     };
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Map a driver error to a [`DbError`] for `table` (one line, no password: `url` is redacted).
+pub(crate) fn classify(url: &str, table: &'static str, e: sqlx::Error) -> DbError {
+    let url = url.to_string();
+    match &e {
+        sqlx::Error::Database(db) => {
+            let msg = db.message();
+            if db.code().as_deref() == Some("42P01") || msg.contains("no such table") {
+                return DbError::MissingTable { table, url };
+            }
+            // 42501 = insufficient privilege; SQLite: a read-only file or connection.
+            if code_is(db.code().as_deref(), "42501")
+                || msg.contains("readonly database")
+                || msg.contains("read-only")
+            {
+                return DbError::Denied {
+                    table,
+                    url,
+                    reason: error_line(&e),
+                };
+            }
+            // Class 08 = connection exception, 28 = authorization, 3D = no such database,
+            // 57P = the server is shutting down or starting.
+            let code = db.code().unwrap_or_default();
+            if ["08", "28", "3D", "57P"]
+                .iter()
+                .any(|c| code.starts_with(c))
+                || msg.contains("unable to open database file")
+            {
+                return DbError::Unreachable {
+                    url,
+                    reason: error_line(&e),
+                };
+            }
+            DbError::Query {
+                table,
+                url,
+                reason: error_line(&e),
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => DbError::Unreachable {
+            url,
+            reason: error_line(&e),
+        },
+        sqlx::Error::Configuration(_) => DbError::Url {
+            url,
+            reason: error_line(&e),
+        },
+        _ => DbError::Query {
+            table,
+            url,
+            reason: error_line(&e),
+        },
+    }
+}
+
+fn code_is(code: Option<&str>, want: &str) -> bool {
+    code == Some(want)
 }

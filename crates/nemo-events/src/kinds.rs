@@ -33,38 +33,7 @@
 //! assert_eq!(row.words, "DOWN");
 //! ```
 
-/// One kind of event the plugin sends: a row of [`EVENT_KINDS`].
-///
-/// `#[non_exhaustive]`: columns may be added; rows are read, never built, outside this crate.
-///
-/// ```
-/// let row = nemo_events::kinds::EventKind::get("tool_enabled").expect("a known kind");
-/// assert_eq!(row.kind, "tool_enabled");
-/// assert_eq!(row.members, ["tool_id", "tool_name", "usage_id", "user_name", "start_time"]);
-/// assert_eq!(row.summary, "a user started using a tool");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct EventKind {
-    /// The `"event"` string, e.g. `"tool_enabled"`.
-    pub kind: &'static str,
-    /// The topic the plugin publishes it on, `{member}` standing for that member's value, e.g.
-    /// `"nemo/tools/{tool_id}/enabled"`. Always starts with the plugin's root `nemo/`.
-    pub topic: &'static str,
-    /// The members the plugin puts in its payload besides `"event"`, in the plugin's order.
-    /// A subset of the fields of the kind's struct (enabled and disabled share
-    /// [`ToolUsage`](crate::ToolUsage) but carry `start_time` and `end_time` respectively).
-    pub members: &'static [&'static str],
-    /// What happened, in the words a person reads on the monitor's line (`"IN USE"`,
-    /// `"FREE"`, `"tool updated"`).
-    pub words: &'static str,
-    /// What happened, as a phrase for documentation (`"a user started using a tool"`).
-    pub summary: &'static str,
-    /// Other kinds treated like this one (same topic, same members): an exact kind, or a kind
-    /// prefix ending in `*` (`"task_*"`), as in the keys of `[topics.routes]`. A kind of the
-    /// table is always its own row, never another row's family member.
-    pub family: &'static [&'static str],
-}
+pub use crate::event::EventKind;
 
 /// Every kind the plugin sends, one row each, in the order of the variants of
 /// [`NemoEvent`](crate::NemoEvent).
