@@ -2,7 +2,7 @@
 //!
 //! The binary turns signals into [`Control`] messages; the queue's own channels (the Redis
 //! control list `NEMO_mqtt_bridge_control`, `NOTIFY nemo_mqtt_reload`, the poll of NEMO's
-//! configuration row) send [`Control::Reload`] into the same channel. [`Controls`] merges them
+//! configuration row) send [`Control::Reload`] with their [`ReloadReason`] into the same channel. [`Controls`] merges them
 //! into the one receiver the lifecycle reads.
 //!
 //! A stop is bounded by its own steps: every step after the pipeline runs under one deadline
@@ -16,11 +16,11 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::time::Duration;
-//! use nemo_bridge::control::{Control, Controls};
+//! use nemo_bridge::control::{Control, Controls, ReloadReason};
 //! let (tx, rx) = tokio::sync::mpsc::channel(4);
 //! let mut controls = Controls::spawn(rx, Duration::from_secs(10));
-//! controls.sender().send(Control::Reload).await.unwrap();
-//! assert_eq!(controls.recv().await, Some(Control::Reload));
+//! controls.sender().send(Control::Reload(ReloadReason::Signal)).await.unwrap();
+//! assert_eq!(controls.recv().await, Some(Control::Reload(ReloadReason::Signal)));
 //! drop(tx); // the caller's channel closed: that is a stop
 //! assert_eq!(controls.recv().await, Some(Control::Shutdown));
 //! # }
@@ -33,13 +33,53 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+/// Why the configuration was (re)applied, in the words of the plugin's bridge
+/// (`last_reload_reason`).
+///
+/// ```
+/// use nemo_bridge::control::ReloadReason;
+/// assert_eq!(ReloadReason::ConfigPoll.as_str(), "config_poll");
+/// assert_eq!(ReloadReason::Signal.to_string(), "signal");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadReason {
+    /// The bridge started (plugin: `startup`).
+    Startup,
+    /// A save of NEMO's MQTT page, announced by `NOTIFY nemo_mqtt_reload` (plugin: `notify`).
+    Notify,
+    /// The periodic look at the configuration row found it changed (plugin: `config_poll`).
+    ConfigPoll,
+    /// SIGHUP or the `reload_config` control command. The plugin's bridge has no such reload
+    /// (its unnamed reload says `unknown`); `signal` says what happened.
+    Signal,
+}
+
+impl ReloadReason {
+    /// The word written into `last_reload_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadReason::Startup => "startup",
+            ReloadReason::Notify => "notify",
+            ReloadReason::ConfigPoll => "config_poll",
+            ReloadReason::Signal => "signal",
+        }
+    }
+}
+
+impl std::fmt::Display for ReloadReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A request to the running bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     /// Stop gracefully (SIGINT/SIGTERM).
     Shutdown,
-    /// Re-read the configuration and apply it (SIGHUP, `reload_config`, a save on NEMO's page).
-    Reload,
+    /// Re-read the configuration and apply it, for the reason given (SIGHUP, a save on NEMO's
+    /// page announced by `reload_config` or `NOTIFY nemo_mqtt_reload`, the poll of NEMO's row).
+    Reload(ReloadReason),
 }
 
 /// The exit status when a stop is cut short: a second stop request, or the stop guard.
@@ -140,7 +180,7 @@ impl Controls {
             tokio::select! {
                 r = &mut fut => return r.map(Some),
                 c = self.rx.recv() => match c {
-                    Some(Control::Reload) => info!("reload requested while starting; the configuration in use is the one just read"),
+                    Some(Control::Reload(_)) => info!("reload requested while starting; the configuration in use is the one just read"),
                     _ => return Ok(None),
                 },
             }
@@ -164,7 +204,7 @@ pub fn signals() -> std::io::Result<mpsc::Receiver<Control>> {
             let c = tokio::select! {
                 _ = term.recv() => Control::Shutdown,
                 _ = int.recv() => Control::Shutdown,
-                _ = hup.recv() => Control::Reload,
+                _ = hup.recv() => Control::Reload(ReloadReason::Signal),
             };
             info!(request = ?c, "signal received");
             if tx.send(c).await.is_err() {
@@ -222,7 +262,10 @@ mod tests {
     async fn until_stop_yields_to_a_stop_and_ignores_a_reload() {
         let (tx, rx) = mpsc::channel(4);
         let mut c = Controls::spawn(rx, Duration::from_secs(3600));
-        c.sender().send(Control::Reload).await.unwrap();
+        c.sender()
+            .send(Control::Reload(ReloadReason::Signal))
+            .await
+            .unwrap();
         let never = std::future::pending::<Result<(), ()>>();
         let waited = tokio::time::timeout(Duration::from_millis(100), c.until_stop(never)).await;
         assert!(waited.is_err(), "a reload must not end the wait");

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::control::{Control, Controls, best_effort};
+use crate::control::{Control, Controls, ReloadReason, best_effort};
 use crate::error::BridgeError;
 use crate::figures::{Counts, FigureBoard};
 use crate::http::Health;
@@ -390,7 +390,11 @@ impl RedisQueue {
                         Ok(Some(ControlCommand::ReloadConfig)) => {
                             failing = false;
                             info!("control: reload_config requested");
-                            if tx.send(Control::Reload).await.is_err() {
+                            if tx
+                                .send(Control::Reload(ReloadReason::Notify))
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -499,16 +503,16 @@ impl TableQueue {
         let wake = listener.wake();
         let reload_task = {
             let tx = ctl_tx.clone();
-            let diag = diag.clone();
             tokio::spawn(async move {
                 while listener.reload().await.is_some() {
                     info!(
                         "database: NEMO's MQTT page was saved (NOTIFY nemo_mqtt_reload); reloading"
                     );
-                    if let Ok(mut d) = diag.lock() {
-                        d.pending_reason = Some(status_row::ReloadReason::Notify);
-                    }
-                    if tx.send(Control::Reload).await.is_err() {
+                    if tx
+                        .send(Control::Reload(ReloadReason::Notify))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::control::{Control, Controls, TEARDOWN, stop_deadline, stop_limit};
+use crate::control::{Control, Controls, ReloadReason, TEARDOWN, stop_deadline, stop_limit};
 use crate::error::BridgeError;
 use crate::figures::{FigureBoard, Flow};
 use crate::http::{Health, Note};
@@ -28,7 +28,6 @@ use crate::live::{Live, Outlets, reload_config};
 use crate::pipeline::{Pipeline, StopMode};
 use crate::queue::{Consumer, Diagnostics, Lock, Queue};
 use crate::settings::{RowState, Settings};
-use crate::status_row::ReloadReason;
 use crate::watchdog::{Heartbeat, Watchdog};
 
 /// Run the bridge until a [`Control::Shutdown`] (or the control channel closes).
@@ -100,13 +99,13 @@ pub async fn run(
         if let Some(candidate) = won.as_mut() {
             let table = queue.is_table();
             while let Some(c) = candidate.wait(&token, &mut controls, &health, table).await {
-                if c == Control::Shutdown {
+                let Control::Reload(why) = c else {
                     stop_at = tokio::time::Instant::now();
                     break 'compete;
-                }
+                };
                 if let Some(new) = reload_config(&mut settings, &cfg, &health).await {
                     controls.set_stop_limit(stop_limit(new.drain_timeout()));
-                    note_applied(&diag, &new, &settings, ReloadReason::Signal);
+                    note_applied(&diag, &new, &settings, why);
                     cfg = new;
                 }
             }
@@ -130,7 +129,7 @@ pub async fn run(
             (ended, source) =
                 serve(source, flow, &live, &heartbeat, &mut controls, &mut lock).await;
             match ended {
-                Ended::Reload => reload(&mut live, &mut settings, &controls, &diag).await,
+                Ended::Reload(why) => reload(&mut live, &mut settings, &controls, &diag, why).await,
                 Ended::Shutdown(at) => {
                     stop_at = at;
                     drop(source);
@@ -182,7 +181,7 @@ pub async fn run(
 enum Ended {
     /// Stop requested at this instant.
     Shutdown(tokio::time::Instant),
-    Reload,
+    Reload(ReloadReason),
     LockLost,
 }
 
@@ -205,15 +204,16 @@ async fn serve(
     )
     .with_heartbeat(heartbeat.clone())
     .with_flow(flow);
-    let mut ended = Ended::Reload;
+    let mut ended = Ended::LockLost;
     let report = pipeline
         .run(async {
             loop {
                 tokio::select! {
                     c = controls.recv() => {
-                        if c != Some(Control::Reload) {
-                            ended = Ended::Shutdown(tokio::time::Instant::now());
-                        }
+                        ended = match c {
+                            Some(Control::Reload(why)) => Ended::Reload(why),
+                            _ => Ended::Shutdown(tokio::time::Instant::now()),
+                        };
                         return StopMode::Drain;
                     }
                     lost = lock.lost() => if lost {
@@ -234,10 +234,11 @@ async fn reload(
     settings: &mut Settings,
     controls: &Controls,
     diag: &Mutex<Diagnostics>,
+    why: ReloadReason,
 ) {
     if live.reload(settings).await {
         controls.set_stop_limit(stop_limit(live.cfg.drain_timeout()));
-        note_applied(diag, &live.cfg, settings, ReloadReason::Signal);
+        note_applied(diag, &live.cfg, settings, why);
     }
 }
 

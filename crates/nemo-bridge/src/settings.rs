@@ -495,7 +495,11 @@ impl Settings {
                                 updated_at = page.row.as_ref().and_then(|r| r.updated_at.clone()),
                                 "nemo: the configuration or event filters on NEMO's page changed; reloading"
                             );
-                            if reload.send(Control::Reload).await.is_err() {
+                            if reload
+                                .send(Control::Reload(crate::control::ReloadReason::ConfigPoll))
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -855,7 +859,10 @@ mod tests {
         );
         assert!(health.note().unwrap().contains("connection refused"));
         let got = tokio::time::timeout(Duration::from_secs(6), rx.recv()).await;
-        assert_eq!(got.unwrap(), Some(Control::Reload));
+        assert_eq!(
+            got.unwrap(),
+            Some(Control::Reload(crate::control::ReloadReason::ConfigPoll))
+        );
         assert_eq!(
             health.note(),
             None,
@@ -876,7 +883,10 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let task = s.spawn_poller(tx, Arc::new(Health::default()));
         let got = tokio::time::timeout(Duration::from_secs(6), rx.recv()).await;
-        assert_eq!(got.unwrap(), Some(Control::Reload));
+        assert_eq!(
+            got.unwrap(),
+            Some(Control::Reload(crate::control::ReloadReason::ConfigPoll))
+        );
         task.abort();
     }
 }

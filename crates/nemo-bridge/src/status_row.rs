@@ -48,44 +48,7 @@ pub const PLUGIN_KEYS: [&str; 5] = [
     "diagnostics_updated_at",
 ];
 
-/// Why the configuration was (re)applied, in the words of the plugin's bridge
-/// (`last_reload_reason`).
-///
-/// ```
-/// use nemo_bridge::status_row::ReloadReason;
-/// assert_eq!(ReloadReason::ConfigPoll.as_str(), "config_poll");
-/// assert_eq!(ReloadReason::Signal.to_string(), "signal");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReloadReason {
-    /// The bridge started (plugin: `startup`).
-    Startup,
-    /// A save of NEMO's MQTT page, announced by `NOTIFY nemo_mqtt_reload` (plugin: `notify`).
-    Notify,
-    /// The periodic look at the configuration row found it changed (plugin: `config_poll`).
-    ConfigPoll,
-    /// SIGHUP or the `reload_config` control command. The plugin's bridge has no such reload
-    /// (its unnamed reload says `unknown`); `signal` says what happened.
-    Signal,
-}
-
-impl ReloadReason {
-    /// The word written into `last_reload_reason`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReloadReason::Startup => "startup",
-            ReloadReason::Notify => "notify",
-            ReloadReason::ConfigPoll => "config_poll",
-            ReloadReason::Signal => "signal",
-        }
-    }
-}
-
-impl std::fmt::Display for ReloadReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::control::ReloadReason;
 
 /// `t` as Python's `datetime.isoformat()` writes an aware UTC datetime, which is how the
 /// plugin writes every time of the status row: microseconds (truncated), left out when zero,
@@ -187,9 +150,6 @@ pub struct Diagnostics {
     pub applied: Option<(i64, String)>,
     /// The broker URLs in use (passwords redacted).
     pub broker: String,
-    /// The reason of the next reload, set by whoever requested it (the NOTIFY listener); it
-    /// wins over the reason [`applied`](Self::applied) is given.
-    pub pending_reason: Option<ReloadReason>,
     /// This process among all bridges (pid and start time), so that a stopping bridge's last
     /// status never overwrites the row of a standby that took over.
     pub instance: String,
@@ -207,19 +167,18 @@ impl Diagnostics {
         }
     }
 
-    /// Record that `cfg` was applied now, for `reason` (or the pending reason), and have the
+    /// Record that `cfg` was applied now, for `reason` (the one its [`Control::Reload`](crate::Control::Reload) carried), and have the
     /// status row written at once (within a second, when this bridge is the active one).
     ///
     /// ```
     /// use nemo_bridge::status_row::{Diagnostics, ReloadReason};
     /// let mut d = Diagnostics::new();
-    /// d.pending_reason = Some(ReloadReason::Notify);
-    /// d.applied(&nemo_bridge::Config::default(), Some((3, "2026-12-07 15:23:43.671579+00".into())), ReloadReason::Signal);
+    /// d.applied(&nemo_bridge::Config::default(), Some((3, "2026-12-07 15:23:43.671579+00".into())), ReloadReason::Notify);
     /// assert_eq!(d.last_reload_reason, Some(ReloadReason::Notify));
-    /// assert!(d.pending_reason.is_none() && d.last_reload_at.is_some());
+    /// assert!(d.last_reload_at.is_some());
     /// ```
     pub fn applied(&mut self, cfg: &Config, row: Option<(i64, String)>, reason: ReloadReason) {
-        self.last_reload_reason = Some(self.pending_reason.take().unwrap_or(reason));
+        self.last_reload_reason = Some(reason);
         self.last_reload_at = Some(OffsetDateTime::now_utc());
         self.applied = row;
         self.broker = cfg.redacted().mqtt.url.join(", ");
