@@ -13,7 +13,7 @@ mod man;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nemo_monitor::cli::ConnectArgs;
+use nemo_config::ConnectArgs;
 use nemo_replay::cli::RunArgs;
 
 #[derive(Debug, Parser)]

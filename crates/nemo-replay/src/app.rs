@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nemo_bridge::config::Config;
-use nemo_monitor::cli::{ConnectArgs, ResolveError};
+use nemo_bridge::config::{Config, ConfigError};
+use nemo_config::ConnectArgs;
 use nemo_monitor::{FormatOptions, Formatter};
 use nemo_mqtt::MqttError;
 use nemo_redis::RedisError;
@@ -34,8 +34,8 @@ const LOG: &str = "replay";
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The configuration file or environment cannot be used.
-    #[error(transparent)]
-    Config(#[from] ResolveError),
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
     /// A broker setting the MQTT client refuses.
     #[error("configuration: {0}")]
     Mqtt(MqttError),
@@ -170,7 +170,20 @@ impl fmt::Display for Outcome {
 /// # Errors
 /// [`AppError::Config`] when the file or environment cannot be used.
 pub fn load_config(connect: &ConnectArgs, key: Option<&str>) -> Result<Config, AppError> {
-    let mut cfg = connect.resolve("replay")?.config;
+    let mut cfg = Config::from_figment(nemo_bridge::config::figment(connect.config.as_deref()))?;
+    if let Some(url) = &connect.mqtt_url {
+        cfg.mqtt.url = vec![url.clone()];
+    }
+    if let Some(url) = &connect.redis_url {
+        cfg.redis.url = url.clone();
+    }
+    cfg.mqtt.client_id = connect
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("nemo-replay-{}", std::process::id()));
+    // Not a bridge: no status and no last will of its own.
+    cfg.status.topic = None;
+    cfg.mqtt.status_topic = String::new();
     if let Some(key) = key {
         cfg.redis.key = key.to_owned();
     }

@@ -1,7 +1,7 @@
 //! The flags of a replay run (`replay FILE …`, `replay --stream KEY …`), declared here next to
 //! the code that reads them ([`crate::app`]), and turned into the library's values: a
 //! [`Pacing`], a [`Filter`] and [`ReplayOptions`]. The connection flags `replay` shares with
-//! `monitor` are `nemo_monitor::cli::ConnectArgs`.
+//! `monitor` are `nemo_config::ConnectArgs`.
 
 use std::path::PathBuf;
 
