@@ -244,16 +244,24 @@ pub async fn run(
         None => None,
     };
 
-    // The figures topic is subscribed to even when the filters leave it out.
+    // The bridge's status and figures topics are subscribed to even when the filters leave
+    // them out (a `[status] topic` outside `nemo/#`, or `--filter nemo/tools/#`).
     let figures = setup
         .figures_topic
         .as_ref()
         .map(|t| FiguresReader::new(t.clone(), setup.hmac_key.clone()));
     let mut filters: Vec<&str> = setup.filters.iter().map(String::as_str).collect();
-    if let Some(t) = setup.figures_topic.as_deref()
-        && !filters.iter().any(|f| filter_matches(f, t))
+    for t in [
+        Some(setup.status_topic.as_str()),
+        setup.figures_topic.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| !t.is_empty())
     {
-        filters.push(t);
+        if !filters.iter().any(|f| filter_matches(f, t)) {
+            filters.push(t);
+        }
     }
     let mut sub = Subscriber::connect(setup.mqtt.clone(), &filters, nemo_events::Qos::ExactlyOnce)
         .await
