@@ -98,7 +98,7 @@ wait_port "$HTTP_PORT"
 "$BIN/monitor" --config "$DIR/bridge.toml" --record "$DIR/recording.jsonl" &
 PIDS+=($!)
 # The tool board, built from the same stream, drawn to a file (shown at the end).
-"$BIN/monitor" board --config "$DIR/bridge.toml" --no-color --health-interval 1 >"$DIR/board.txt" 2>/dev/null &
+"$BIN/monitor" board --config "$DIR/bridge.toml" --no-color >"$DIR/board.txt" 2>/dev/null &
 PIDS+=($!)
 sleep 1
 

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use monitor_support::{Pub, api_state, http_get, monitor, payload, wait_for};
+use monitor_support::{Pub, api_state, figures, http_get, monitor, payload, wait_for};
 use nemo_testkit::{Mosquitto, free_port};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -91,6 +91,9 @@ fn api_state_follows_the_stream() {
     assert_eq!(tool("1")["in_use"]["since"], "2025-10-16T14:02:32.944572Z");
     assert_eq!(tool("7")["status"], "idle");
     assert_eq!(tool("7")["last_user"], "Ada Lovelace");
+    // Idle since the usage's end_time, not since the monitor received it.
+    assert_eq!(tool("7")["idle_since"], "2025-10-17T09:30:00Z");
+    assert_eq!(tool("7")["idle_since_received"], false);
     assert_eq!(tool("23")["status"], "down");
     assert_eq!(tool("23")["open_tasks"][0]["task_id"], "77");
     assert_eq!(
@@ -124,6 +127,62 @@ fn api_state_follows_the_stream() {
         assert!(!line.retain);
         assert_eq!(line.qos, 1);
     }
+}
+
+/// The dashboard shows the bridge's queue figures: a retained, signed document published before
+/// the monitor starts is there at once; a document signed with another key is not used (the
+/// verified figures stay) and is reported as ignored.
+#[test]
+fn dashboard_shows_retained_signed_figures_and_ignores_a_wrong_key() {
+    let key = b"web-figures-key";
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, b"web-figures-key\n").unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let publisher = Pub::connect(&broker.url());
+    publisher.send(
+        "nemo/bridge/queue",
+        figures("database", (3, 1, 0), Some(true), Some(key)),
+        true,
+    );
+    let (_proc, port) = start_web(&broker, &["--hmac-key-file", key_file.to_str().unwrap()]);
+    let state = wait_for(WAIT, "the figures in /api/state", || {
+        api_state(port, None).filter(|s| !s["queue"].is_null())
+    });
+    let q = &state["queue"];
+    assert_eq!(q["source"], "database", "{state}");
+    assert_eq!(
+        (
+            q["pending"].as_u64(),
+            q["processing"].as_u64(),
+            q["dead"].as_u64()
+        ),
+        (Some(3), Some(1), Some(0)),
+        "{state}"
+    );
+    assert_eq!(q["display_connected"], true);
+    assert!(
+        q["at"].is_string(),
+        "the page shows their age from it: {state}"
+    );
+    assert!(state["queue_rejected"].is_null(), "{state}");
+
+    publisher.send(
+        "nemo/bridge/queue",
+        figures("database", (99, 0, 0), None, Some(b"another-key")),
+        false,
+    );
+    let state = wait_for(WAIT, "the ignored document in /api/state", || {
+        api_state(port, None).filter(|s| !s["queue_rejected"].is_null())
+    });
+    assert!(
+        state["queue_rejected"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{state}"
+    );
+    assert_eq!(state["queue"]["pending"], 3, "forged numbers used: {state}");
 }
 
 #[test]

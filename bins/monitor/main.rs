@@ -1,9 +1,10 @@
 //! `monitor`: watch the NEMO MQTT stream as people read it.
 //!
 //! Thin shell around the `nemo-monitor` library: parse the command line, resolve it against the
-//! bridge's configuration file (the same `[mqtt]`, `[redis]`, `[hmac]` tables), and hand over to
+//! bridge's configuration file (its `[mqtt]`, `[hmac]` and `[status]` tables), and hand over to
 //! `nemo_monitor::app::run`, which shows every message as a line, on the board or on the web
-//! dashboard, plus the optional recording. Ctrl-C stops it.
+//! dashboard, plus the optional recording. The queue figures are the ones the bridge publishes
+//! beside its status; the monitor only listens to the broker. Ctrl-C stops it.
 
 #[path = "../man.rs"]
 mod man;
@@ -13,8 +14,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nemo_config::{ConnectArgs, HmacKeyArgs};
 use nemo_monitor::app::Output;
-use nemo_monitor::cli::{ConnectArgs, MonitorArgs};
+use nemo_monitor::cli::MonitorArgs;
 use nemo_monitor::format::UtcOffset;
 
 #[derive(Debug, Parser)]
@@ -23,15 +25,18 @@ use nemo_monitor::format::UtcOffset;
     version,
     about = "Watch the NEMO MQTT stream: readable lines, a tool board, or a web dashboard",
     after_help = "Examples:\n  monitor --config /etc/nemo/bridge.toml\n  monitor --mqtt-url mqtt://broker:1883 --record incident.jsonl\n  monitor board\n  monitor web --listen 127.0.0.1:8088",
-    // The shared connection flags, in the monitor's words; --redis-url listed after
-    // --hmac-key-file (display order ties sort by name).
-    mut_arg("config", |a| a.help("The bridge's TOML configuration ([mqtt], [redis], [hmac], [status] are used)")),
+    // The shared flags, in the monitor's words. --redis-url (shared with replay) is hidden and
+    // refused: the queue figures come from the bridge, over the broker.
+    mut_arg("config", |a| a.help("The bridge's TOML configuration ([mqtt], [hmac], [status] are used)")),
     mut_arg("client_id", |a| a.help("MQTT client id (default nemo-monitor-<pid>; must differ from the bridge's)")),
-    mut_arg("redis_url", |a| a.help("Redis URL of the bridge's queue (overrides redis.url) for the health line").display_order(5)),
+    mut_arg("hmac_key_file", |a| a.help("File holding the HMAC key (overrides [hmac]); lines then show HMAC ✓/✗, and the status and queue figures must be signed with it")),
+    mut_arg("redis_url", |a| a.hide(true)),
 )]
 struct Cli {
     #[command(flatten)]
     connect: ConnectArgs,
+    #[command(flatten)]
+    hmac: HmacKeyArgs,
     #[command(flatten)]
     monitor: MonitorArgs,
     #[command(subcommand)]
@@ -90,7 +95,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, offset: UtcOffset) -> anyhow::Result<()> {
-    let setup = cli.monitor.setup(&cli.connect)?;
+    let setup = cli.monitor.setup(&cli.connect, &cli.hmac)?;
     let output = match cli.cmd {
         Some(Cmd::Board) => Output::Board,
         Some(Cmd::Web { listen, token }) => Output::Web { listen, token },

@@ -91,6 +91,16 @@ impl Proc {
     }
 }
 
+/// A child process killed (by its own handle) when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A nemo-mqtt publisher with its own runtime, for synchronous tests.
 pub struct Pub {
     rt: tokio::runtime::Runtime,
@@ -205,4 +215,33 @@ pub fn payload(kind: &str) -> String {
     let text = nemo_testkit::fixture("payloads.json").unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     serde_json::to_string(&v[kind]).unwrap()
+}
+
+/// A queue figures document as the bridge publishes it (`nemo_mqtt::QueueFigures`), read now,
+/// signed with `key` when given.
+pub fn figures(
+    source: &str,
+    (pending, processing, dead): (u64, u64, u64),
+    display_connected: Option<bool>,
+    key: Option<&[u8]>,
+) -> String {
+    nemo_mqtt::QueueFigures {
+        source: source.to_owned(),
+        pending,
+        processing,
+        dead,
+        display_connected,
+        at: time::OffsetDateTime::now_utc(),
+    }
+    .payload(key)
+}
+
+/// Run `monitor` with `args` to its end (for the flags it refuses).
+pub fn monitor_output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run monitor")
 }

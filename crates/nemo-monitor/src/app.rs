@@ -1,10 +1,17 @@
-//! The monitor's run: subscribe at the broker, read the bridge's queue statistics from Redis
-//! every few seconds, and feed both into a [`View`] (and the recording) until the messages end,
-//! the output closes or the program is told to stop.
+//! The monitor's run: subscribe at the broker and feed every message into a [`View`] (and the
+//! recording) until the messages end, the output closes or the program is told to stop.
+//!
+//! The monitor only listens to the broker. The bridge's queue figures (pending, in
+//! processing, dead, and whether the displays' broker is connected) arrive as a retained
+//! document beside the bridge's status (`nemo/bridge/status` → `nemo/bridge/queue`), in both
+//! queue modes (Redis or NEMO's database table). [`FiguresReader`] reads them with the
+//! contract's own parser, `nemo_mqtt::QueueFigures::parse`: with an HMAC key, a document without
+//! a valid signature is shown as not verified and its numbers are not used, as the bridge's
+//! status is treated.
 //!
 //! The loop itself, [`pump`], takes its messages from any [`Messages`] source, so it is tested
-//! with a channel instead of a broker; [`run`] wires it to nemo-mqtt's subscriber, nemo-redis'
-//! queue statistics ([`poll_queue`]) and the web dashboard.
+//! with a channel instead of a broker; [`run`] wires it to nemo-mqtt's subscriber and the web
+//! dashboard.
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -12,16 +19,99 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nemo_backoff::BackoffConfig;
-use nemo_mqtt::{MqttError, Subscriber};
-use nemo_redis::RedisConfig;
+use nemo_mqtt::{MqttError, QueueFigures, Subscriber};
 use time::UtcOffset;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::Setup;
-use crate::view::{Show, View};
+use crate::view::{Figures, Show, View};
 use crate::web::{Hub, WebError};
 use crate::{Board, FormatOptions, Formatter, QueueStats, RecordLine, Recorder};
+
+/// Recognises and reads the bridge's queue figures documents.
+///
+/// ```
+/// use nemo_monitor::app::FiguresReader;
+/// let reader = FiguresReader::new("nemo/bridge/queue", Some(b"k".to_vec()));
+/// let doc = r#"{"source":"database","pending":3,"processing":1,"dead":0,"at":"2026-12-07T16:00:00Z"}"#;
+/// let signed = nemo_events::hmac::sign(doc, b"k");
+/// let q = reader.read("nemo/bridge/queue", signed.as_bytes()).unwrap().unwrap();
+/// assert_eq!((q.source.as_str(), q.pending), ("database", 3));
+/// assert!(reader.read("nemo/bridge/queue", doc.as_bytes()).unwrap().is_err(), "unsigned");
+/// assert!(reader.read("nemo/tools/1/enabled", doc.as_bytes()).is_none(), "another topic");
+/// ```
+#[derive(Clone)]
+pub struct FiguresReader {
+    topic: String,
+    key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for FiguresReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FiguresReader")
+            .field("topic", &self.topic)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl FiguresReader {
+    /// Figures on `topic`, verified with `key` when one is given.
+    pub fn new(topic: impl Into<String>, key: Option<Vec<u8>>) -> FiguresReader {
+        FiguresReader {
+            topic: topic.into(),
+            key,
+        }
+    }
+
+    /// The topic the figures are read from.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// `None` for a message on another topic; else the figures, or why they are not used (a
+    /// missing or wrong signature when a key is given, a document of another shape). An empty
+    /// payload (the retained document being cleared) is not a document.
+    pub fn read(&self, topic: &str, payload: &[u8]) -> Option<Figures> {
+        if topic != self.topic || payload.is_empty() {
+            return None;
+        }
+        Some(
+            QueueFigures::parse(payload, self.key.as_deref())
+                .map(|f| QueueStats {
+                    source: f.source,
+                    pending: f.pending,
+                    processing: f.processing,
+                    dead: f.dead,
+                    display_connected: f.display_connected,
+                    at: f.at,
+                })
+                .map_err(|e| e.to_string()),
+        )
+    }
+}
+
+/// Whether the MQTT topic filter `filter` (`+` one level, `#` the rest) matches `topic`.
+///
+/// ```
+/// use nemo_monitor::app::filter_matches;
+/// assert!(filter_matches("nemo/#", "nemo/bridge/queue"));
+/// assert!(filter_matches("nemo/+/queue", "nemo/bridge/queue"));
+/// assert!(!filter_matches("nemo/tools/#", "nemo/bridge/queue"));
+/// ```
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    for f in filter.split('/') {
+        if f == "#" {
+            return true;
+        }
+        match levels.next() {
+            Some(level) if f == "+" || f == level => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
+}
 
 /// Log target of the monitor's own lines (as when they were written by the `monitor` binary, so
 /// `RUST_LOG=monitor=info` keeps selecting them).
@@ -154,17 +244,29 @@ pub async fn run(
         None => None,
     };
 
-    let filters: Vec<&str> = setup.filters.iter().map(String::as_str).collect();
+    // The bridge's status and figures topics are subscribed to even when the filters leave
+    // them out (a `[status] topic` outside `nemo/#`, or `--filter nemo/tools/#`).
+    let figures = setup
+        .figures_topic
+        .as_ref()
+        .map(|t| FiguresReader::new(t.clone(), setup.hmac_key.clone()));
+    let mut filters: Vec<&str> = setup.filters.iter().map(String::as_str).collect();
+    for t in [
+        Some(setup.status_topic.as_str()),
+        setup.figures_topic.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| !t.is_empty())
+    {
+        if !filters.iter().any(|f| filter_matches(f, t)) {
+            filters.push(t);
+        }
+    }
     let mut sub = Subscriber::connect(setup.mqtt.clone(), &filters, nemo_events::Qos::ExactlyOnce)
         .await
         .map_err(RunError::Mqtt)?;
-    tracing::info!(target: LOG, filters = ?setup.filters, "subscribed");
-
-    let (stats_tx, stats_rx) = watch::channel::<Option<QueueStats>>(None);
-    if let Some(redis) = setup.redis.clone() {
-        let every = setup.health_interval;
-        tokio::spawn(poll_queue(redis, setup.backoff.clone(), every, stats_tx));
-    }
+    tracing::info!(target: LOG, ?filters, "subscribed");
 
     let (stop_web, web_stopped) = watch::channel(false);
     let show = match (web, &output) {
@@ -198,22 +300,28 @@ pub async fn run(
         (None, _) => Show::Lines(formatter),
     };
     let mut view = View::new(show, std::io::stdout(), std::io::stderr());
-    let result = pump(&mut sub, stats_rx, &mut view, recorder.as_mut(), shutdown).await;
+    let result = pump(
+        &mut sub,
+        figures.as_ref(),
+        &mut view,
+        recorder.as_mut(),
+        shutdown,
+    )
+    .await;
     let _ = stop_web.send(true);
     let _ = sub.shutdown().await;
     result
 }
 
-/// Feed `messages` (each also appended to `recorder`), the queue statistics arriving on
-/// `stats` and, for the board, a tick every second into `view`, until the messages end, the
-/// view's output is closed, or `shutdown` completes. A `stats` sender that is dropped only
-/// stops the statistics.
+/// Feed `messages` (each also appended to `recorder`) and, for the board, a tick every second
+/// into `view`, until the messages end, the view's output is closed, or `shutdown` completes.
+/// A message that `figures` recognises goes to [`View::figures`] as read.
 ///
 /// # Errors
 /// Writing the recording or the view's output failed.
 pub async fn pump<O, E>(
     messages: &mut impl Messages,
-    mut stats: watch::Receiver<Option<QueueStats>>,
+    figures: Option<&FiguresReader>,
     view: &mut View<O, E>,
     mut recorder: Option<&mut Recorder>,
     shutdown: impl Future<Output = ()>,
@@ -224,7 +332,6 @@ where
 {
     tokio::pin!(shutdown);
     let redraws = view.redraws();
-    let mut stats_open = true;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -233,17 +340,15 @@ where
                 if let Some(rec) = recorder.as_deref_mut() {
                     rec.write(&line).map_err(RunError::RecordWrite)?;
                 }
-                if !view.message(&line)? {
-                    break;
+                let read = figures.and_then(|f| f.read(&line.topic, &line.payload));
+                if let Some(Err(reason)) = &read {
+                    tracing::debug!(target: LOG, topic = %line.topic, %reason, "queue figures ignored");
                 }
-            }
-            changed = stats.changed(), if stats_open => {
-                // Err: the poller ended; stop polling this branch.
-                stats_open = changed.is_ok();
-                let reading = *stats.borrow_and_update();
-                if let Some(reading) = reading
-                    && !view.stats(reading)?
-                {
+                let go_on = match read {
+                    Some(figures) => view.figures(&line, figures)?,
+                    None => view.message(&line)?,
+                };
+                if !go_on {
                     break;
                 }
             }
@@ -256,48 +361,6 @@ where
         }
     }
     Ok(())
-}
-
-/// Read the queue's depth, processing and dead-letter counts every `every` and send them on
-/// `tx`, reconnecting (and saying so in the log) when Redis is away. Returns when nobody
-/// listens on `tx` any more.
-pub async fn poll_queue(
-    redis_cfg: RedisConfig,
-    backoff: BackoffConfig,
-    every: Duration,
-    tx: watch::Sender<Option<QueueStats>>,
-) {
-    loop {
-        let redis = match nemo_redis::Redis::connect(&redis_cfg, &backoff).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(target: LOG, url = %redis_cfg.redacted_url(), error = %e, "redis: cannot connect for queue statistics; retrying");
-                tokio::time::sleep(every).await;
-                continue;
-            }
-        };
-        let stats = redis.stats();
-        loop {
-            let read = async {
-                Ok::<_, nemo_redis::RedisError>(QueueStats::now(
-                    stats.depth().await?,
-                    stats.processing_len().await?,
-                    stats.dead_len().await?,
-                ))
-            };
-            match read.await {
-                Ok(s) => {
-                    if tx.send(Some(s)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(target: LOG, error = %e, "redis: reading queue statistics failed");
-                }
-            }
-            tokio::time::sleep(every).await;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -331,9 +394,8 @@ mod tests {
             tx.send(line(n)).unwrap();
         }
         drop(tx);
-        let (_stats_tx, stats_rx) = watch::channel(None);
         let mut view = View::new(Show::Json, Vec::new(), Vec::new());
-        pump(&mut rx, stats_rx, &mut view, Some(&mut recorder), never())
+        pump(&mut rx, None, &mut view, Some(&mut recorder), never())
             .await
             .unwrap();
         assert_eq!(recorder.lines_written(), 3);
@@ -343,37 +405,75 @@ mod tests {
         assert_eq!(out.lines().count(), 3);
     }
 
+    fn figures(payload: String) -> RecordLine {
+        RecordLine {
+            topic: "nemo/bridge/queue".into(),
+            payload: payload.into_bytes().into(),
+            ..line(0)
+        }
+    }
+
     #[tokio::test]
-    async fn queue_readings_reach_the_view_and_a_gone_poller_is_fine() {
-        let (tx, mut rx) = mpsc::unbounded_channel::<RecordLine>();
-        let (stats_tx, stats_rx) = watch::channel(None);
-        stats_tx.send(Some(QueueStats::now(7, 0, 2))).unwrap();
-        drop(stats_tx);
-        let mut view = View::new(Show::Json, Vec::new(), Vec::new());
-        let pumping = pump(&mut rx, stats_rx, &mut view, None, never());
-        // The reading arrives, the poller's end is noticed, then the messages end.
-        let ending = async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            drop(tx);
+    async fn signed_figures_reach_the_view_and_badly_signed_ones_are_ignored() {
+        let doc = QueueFigures {
+            source: "database".into(),
+            pending: 7,
+            processing: 0,
+            dead: 2,
+            display_connected: Some(false),
+            at: datetime!(2025-10-16 14:02:30 UTC),
         };
-        let (result, ()) = tokio::join!(pumping, ending);
-        result.unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel::<RecordLine>();
+        tx.send(figures(doc.payload(Some(b"k")))).unwrap();
+        tx.send(figures(doc.payload(Some(b"wrong")))).unwrap();
+        tx.send(figures(doc.payload(None))).unwrap();
+        tx.send(line(3)).unwrap();
+        drop(tx);
+        let reader = FiguresReader::new("nemo/bridge/queue", Some(b"k".to_vec()));
+        let mut view = View::new(Show::Json, Vec::new(), Vec::new());
+        pump(&mut rx, Some(&reader), &mut view, None, never())
+            .await
+            .unwrap();
         let (out, err) = view.into_outputs();
-        assert!(out.is_empty());
         assert_eq!(
-            String::from_utf8(err).unwrap(),
-            "queue: depth 7 · processing 0 · dead 2\n"
+            String::from_utf8(out).unwrap().lines().count(),
+            4,
+            "all recorded"
         );
+        let err = String::from_utf8(err).unwrap();
+        let notes: Vec<&str> = err.lines().collect();
+        assert_eq!(notes.len(), 3, "{err}");
+        assert_eq!(
+            notes[0],
+            "queue (database): 7 pending · 0 in processing · 2 dead · displays' broker NOT connected"
+        );
+        assert!(
+            notes[1].starts_with("NOT VERIFIED, ignored (queue figures: signature"),
+            "{err}"
+        );
+        assert!(
+            notes[2].starts_with("NOT VERIFIED, ignored (queue figures: signature"),
+            "unsigned: {err}"
+        );
+    }
+
+    #[test]
+    fn filters_match_like_a_broker() {
+        assert!(filter_matches("nemo/bridge/queue", "nemo/bridge/queue"));
+        assert!(filter_matches("#", "nemo/bridge/queue"));
+        assert!(filter_matches("nemo/+/+", "nemo/bridge/queue"));
+        assert!(!filter_matches("nemo/+", "nemo/bridge/queue"));
+        assert!(!filter_matches("nemo/bridge/queue/+", "nemo/bridge/queue"));
+        assert!(filter_matches("nemo/bridge/queue/#", "nemo/bridge/queue"));
     }
 
     #[tokio::test]
     async fn shutdown_stops_the_loop() {
         let (_tx, mut rx) = mpsc::unbounded_channel::<RecordLine>();
-        let (_stats_tx, stats_rx) = watch::channel(None);
         let mut view = View::new(Show::Json, Vec::new(), Vec::new());
         tokio::time::timeout(
             Duration::from_secs(5),
-            pump(&mut rx, stats_rx, &mut view, None, async {}),
+            pump(&mut rx, None, &mut view, None, async {}),
         )
         .await
         .expect("the loop ignored the shutdown")
@@ -384,7 +484,6 @@ mod tests {
     async fn the_board_is_drawn_every_second() {
         let (tx, mut rx) = mpsc::unbounded_channel::<RecordLine>();
         tx.send(line(4)).unwrap();
-        let (_stats_tx, stats_rx) = watch::channel(None);
         let show = Show::Board {
             board: Board::new(),
             color: false,
@@ -392,9 +491,7 @@ mod tests {
         };
         let mut view = View::new(show, Vec::new(), Vec::new());
         let stop = tokio::time::sleep(Duration::from_millis(2500));
-        pump(&mut rx, stats_rx, &mut view, None, stop)
-            .await
-            .unwrap();
+        pump(&mut rx, None, &mut view, None, stop).await.unwrap();
         let (out, _) = view.into_outputs();
         let out = String::from_utf8(out).unwrap();
         // At 0 s, 1 s and 2 s.

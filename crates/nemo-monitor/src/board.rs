@@ -7,7 +7,7 @@
 //! | event                       | effect                                      |
 //! |-----------------------------|---------------------------------------------|
 //! | `tool_enabled`              | in use by `user_name` since `start_time`    |
-//! | `tool_disabled`             | idle (remembers the last user)              |
+//! | `tool_disabled`             | idle since `end_time` (remembers the last user) |
 //! | `tool_non_operational`      | down since `timestamp`                      |
 //! | `tool_operational`          | up again                                    |
 //! | `task_created/updated/shutdown` | open task, or closed when resolved/cancelled |
@@ -18,13 +18,16 @@
 //! monitor started after the events were delivered — terminal board, web dashboard and
 //! `/api/state` alike — shows every tool's current state at once, not an empty board.
 //!
-//! Times come from the event itself (`start_time`, `timestamp`, the state document's `since`);
-//! only when a message carries none is the receive time used, and then it is marked
-//! (`since_received`, shown with a leading `~`).
+//! Times come from the event itself (`start_time`, `end_time`, `timestamp`, the state
+//! document's `since`); only when a message carries none is the receive time used, and then it
+//! is marked (`since_received`, `idle_since_received`, shown with a leading `~`).
 //!
 //! Messages on the bridge status topic (default `nemo/bridge/status`) update the
-//! bridge line; queue statistics come from outside ([`Board::set_queue_stats`]).
-//! Anything else is ignored by the board (the live feed still shows it).
+//! bridge line. The bridge's queue figures, published beside its status (`nemo/bridge/queue`),
+//! are read and verified by the caller (the `monitor` program uses `nemo_mqtt::QueueFigures`)
+//! and handed in with [`Board::set_queue_stats`], or [`Board::reject_queue_figures`] when a
+//! document does not verify. Anything else is ignored by the board (the live feed still shows
+//! it).
 
 use std::collections::BTreeMap;
 
@@ -89,6 +92,12 @@ pub struct ToolState {
     pub in_use: Option<Usage>,
     /// The last user, after a `tool_disabled`.
     pub last_user: Option<String>,
+    /// Since when the tool is idle: the end of the last usage (`end_time` of `tool_disabled`,
+    /// the state document's `since`); `None` = no usage ended since the monitor started.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub idle_since: Option<OffsetDateTime>,
+    /// `idle_since` is the receive time: the message carried no `end_time` of its own.
+    pub idle_since_received: bool,
     /// Since when the tool is down (`None` = operational or unknown).
     #[serde(with = "time::serde::rfc3339::option")]
     pub down_since: Option<OffsetDateTime>,
@@ -110,6 +119,8 @@ impl ToolState {
             name: None,
             in_use: None,
             last_user: None,
+            idle_since: None,
+            idle_since_received: false,
             down_since: None,
             down_since_received: false,
             open_tasks: Vec::new(),
@@ -149,35 +160,72 @@ pub struct BridgeStatus {
     pub received_at: OffsetDateTime,
 }
 
-/// Redis queue statistics (read by the binary from the bridge's queue).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The bridge's queue figures, as it published them beside its status (the fields of
+/// `nemo_mqtt::QueueFigures`; this crate's core does not depend on nemo-mqtt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueStats {
-    /// Items waiting in the queue.
-    pub depth: u64,
-    /// Items taken by a bridge and not yet confirmed.
+    /// Which queue the bridge reads: `list`, `stream`, `pubsub` (Redis) or `database` (NEMO's
+    /// queue table).
+    pub source: String,
+    /// Events waiting in the queue.
+    pub pending: u64,
+    /// Events taken by a bridge and not yet confirmed.
     pub processing: u64,
-    /// Items in the dead-letter list.
+    /// Dead letters.
     pub dead: u64,
-    /// When these numbers were read.
+    /// Whether the displays' broker (`[display]`) is connected; `None` = that feed is off.
+    pub display_connected: Option<bool>,
+    /// When the bridge read these numbers.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
 }
 
 impl QueueStats {
-    /// Numbers read just now.
+    /// `queue (database): 3 pending · 1 in processing · 0 dead`, then `· displays' broker
+    /// connected` (or `NOT connected`) when the bridge has a display feed.
     ///
     /// ```
-    /// let s = nemo_monitor::QueueStats::now(3, 1, 0);
-    /// assert_eq!(s.depth, 3);
+    /// let q = nemo_monitor::QueueStats {
+    ///     source: "database".into(), pending: 3, processing: 1, dead: 0,
+    ///     display_connected: Some(true), at: time::OffsetDateTime::UNIX_EPOCH,
+    /// };
+    /// assert_eq!(q.summary(false), "queue (database): 3 pending · 1 in processing · 0 dead · displays' broker connected");
     /// ```
-    pub fn now(depth: u64, processing: u64, dead: u64) -> QueueStats {
-        QueueStats {
-            depth,
-            processing,
-            dead,
-            at: OffsetDateTime::now_utc(),
+    pub fn summary(&self, color: bool) -> String {
+        let p = Paint { on: color };
+        let dead = format!("{} dead", self.dead);
+        let dead = if self.dead > 0 {
+            p.paint(Paint::RED, &dead)
+        } else {
+            dead
+        };
+        let mut text = format!(
+            "queue ({}): {} pending · {} in processing · {dead}",
+            clean(&self.source, 20),
+            self.pending,
+            self.processing
+        );
+        match self.display_connected {
+            Some(true) => text.push_str(" · displays' broker connected"),
+            Some(false) => text.push_str(&format!(
+                " · {}",
+                p.paint(Paint::RED, "displays' broker NOT connected")
+            )),
+            None => {}
         }
+        text
     }
+}
+
+/// A queue figures document that was not used: with a key, one that does not verify; without,
+/// one that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedFigures {
+    /// Why (e.g. `queue figures: signature: …`).
+    pub reason: String,
+    /// When it arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
 }
 
 /// The board: tool states by id, plus the bridge's health.
@@ -200,6 +248,7 @@ pub struct Board {
     tools: BTreeMap<(u64, String), ToolState>,
     bridge: Option<BridgeStatus>,
     queue: Option<QueueStats>,
+    rejected: Option<RejectedFigures>,
     status_topic: String,
     offset: UtcOffset,
     hmac_key: Option<Vec<u8>>,
@@ -211,6 +260,7 @@ impl std::fmt::Debug for Board {
             .field("tools", &self.tools.len())
             .field("bridge", &self.bridge)
             .field("queue", &self.queue)
+            .field("rejected", &self.rejected)
             .field("status_topic", &self.status_topic)
             .field("hmac_key", &self.hmac_key.as_ref().map(|_| "<redacted>"))
             .finish()
@@ -235,6 +285,7 @@ impl Board {
             tools: BTreeMap::new(),
             bridge: None,
             queue: None,
+            rejected: None,
             status_topic: DEFAULT_STATUS_TOPIC.to_owned(),
             offset: UtcOffset::UTC,
             hmac_key: None,
@@ -342,14 +393,29 @@ impl Board {
         self.bridge.as_ref()
     }
 
-    /// The last queue statistics, if any.
+    /// The last verified queue figures, if any.
     pub fn queue_stats(&self) -> Option<&QueueStats> {
         self.queue.as_ref()
     }
 
-    /// Record fresh queue statistics.
+    /// Record fresh (verified) queue figures.
     pub fn set_queue_stats(&mut self, stats: QueueStats) {
         self.queue = Some(stats);
+        self.rejected = None;
+    }
+
+    /// A figures document was not used (`reason`): the figures shown so far stay, and the
+    /// health line says that a later document was ignored, as long as no verified one follows.
+    pub fn reject_queue_figures(&mut self, reason: impl Into<String>, at: OffsetDateTime) {
+        self.rejected = Some(RejectedFigures {
+            reason: reason.into(),
+            received_at: at,
+        });
+    }
+
+    /// The last figures document that was ignored, unless verified figures came after it.
+    pub fn rejected_figures(&self) -> Option<&RejectedFigures> {
+        self.rejected.as_ref()
     }
 
     /// The board as text, durations counted up to now.
@@ -357,8 +423,14 @@ impl Board {
         self.render_at(color, OffsetDateTime::now_utc())
     }
 
-    /// The bridge health line (status topic and queue numbers).
+    /// The bridge health line (status topic and queue figures), ages counted up to now.
     pub fn health_line(&self, color: bool) -> String {
+        self.health_line_at(color, OffsetDateTime::now_utc())
+    }
+
+    /// The bridge health line with the figures' age counted up to `now`:
+    /// `bridge: ONLINE since … | queue (list): 3 pending · 0 in processing · 1 dead (at 10:10:00, 2 min 0 s old)`.
+    pub fn health_line_at(&self, color: bool, now: OffsetDateTime) -> String {
         let p = Paint { on: color };
         let mut line = String::from("bridge: ");
         match &self.bridge {
@@ -378,18 +450,31 @@ impl Board {
             }
             None => line.push_str(&p.paint(Paint::DIM, "no status seen")),
         }
-        if let Some(q) = &self.queue {
-            let dead = format!("dead {}", q.dead);
-            let dead = if q.dead > 0 {
-                p.paint(Paint::RED, &dead)
-            } else {
-                dead
-            };
+        match &self.queue {
+            Some(q) => line.push_str(&format!(
+                " | {} (at {}, {} old)",
+                q.summary(color),
+                clock(q.at, self.offset),
+                human_duration(now - q.at)
+            )),
+            None if self.rejected.is_none() => {
+                line.push_str(&format!(
+                    " | {}",
+                    p.paint(Paint::DIM, "queue: no figures seen")
+                ));
+            }
+            None => {}
+        }
+        if let Some(r) = &self.rejected {
             line.push_str(&format!(
-                " | queue {} · processing {} · {dead} (at {})",
-                q.depth,
-                q.processing,
-                clock(q.at, self.offset)
+                " | {}",
+                p.paint(
+                    Paint::RED,
+                    &format!(
+                        "queue figures NOT VERIFIED at {}, ignored",
+                        clock(r.received_at, self.offset)
+                    )
+                )
             ));
         }
         line
@@ -399,7 +484,7 @@ impl Board {
     pub fn render_at(&self, color: bool, now: OffsetDateTime) -> String {
         let p = Paint { on: color };
         let mut out = String::new();
-        out.push_str(&self.health_line(color));
+        out.push_str(&self.health_line_at(color, now));
         out.push('\n');
         out.push_str(&p.paint(
             Paint::BOLD,
@@ -440,7 +525,9 @@ impl Board {
                         .as_ref()
                         .map(|u| format!("last: {}", clean(u, 40)))
                         .unwrap_or_default();
-                    ("idle", Paint::GREEN, tool.last_seen, true, detail)
+                    let since = tool.idle_since.unwrap_or(tool.last_seen);
+                    let received = tool.idle_since.is_none() || tool.idle_since_received;
+                    ("idle", Paint::GREEN, since, received, detail)
                 }
             };
             let tasks = match tool.open_tasks.len() {
@@ -479,12 +566,16 @@ fn apply_state_document(tool: &mut ToolState, state: &str, v: &Value, at: Offset
                 since: since.unwrap_or(at),
                 since_received: since.is_none(),
             });
+            tool.idle_since = None;
+            tool.idle_since_received = false;
         }
         "idle" => {
             tool.in_use = None;
             if let Some(user) = message::text_field(v, "user_name") {
                 tool.last_user = Some(user);
             }
+            tool.idle_since = Some(since.unwrap_or(at));
+            tool.idle_since_received = since.is_none();
         }
         "down" if tool.down_since.is_none() => {
             tool.down_since = Some(since.unwrap_or(at));
@@ -550,6 +641,8 @@ fn apply_event(tool: &mut ToolState, kind: &str, v: &Value, at: OffsetDateTime) 
                 since: started.unwrap_or(at),
                 since_received: started.is_none(),
             });
+            tool.idle_since = None;
+            tool.idle_since_received = false;
         }
         "tool_disabled" => {
             let user = tool
@@ -558,6 +651,10 @@ fn apply_event(tool: &mut ToolState, kind: &str, v: &Value, at: OffsetDateTime) 
                 .map(|u| u.user)
                 .or_else(|| message::text_field(v, "user_name"));
             tool.last_user = user;
+            // Idle since the usage ended, not since the monitor heard of it.
+            let ended = message::time_field(v, "end_time");
+            tool.idle_since = Some(ended.unwrap_or(at));
+            tool.idle_since_received = ended.is_none();
         }
         "tool_non_operational" if tool.down_since.is_none() => {
             let t = message::time_field(v, "timestamp");

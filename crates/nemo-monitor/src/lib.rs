@@ -16,10 +16,12 @@
 //!
 //! The core (board, formatter, recordings, dashboard) does not connect to anything; it
 //! consumes `(topic, payload, retain, time)` tuples, which keeps it testable without servers.
-//! The `cli` feature (on by default) adds what the `monitor` and `replay` programs share and
-//! run: the flags resolved against the bridge's configuration ([`cli`]) and the monitor's loop
-//! ([`app`]), which wires the MQTT subscriber and the Redis queue statistics into the core.
-//! Built with `default-features = false`, the crate has no network dependency.
+//! The `cli` feature (on by default) adds the monitor's flags, resolved against its part of the
+//! bridge's configuration through nemo-config ([`cli`]), and its loop ([`app`]), which wires
+//! the MQTT subscriber into the core. The monitor only listens to the broker: the bridge's
+//! queue figures arrive there too, retained beside its status (`nemo/bridge/queue`), so the
+//! monitor reads neither Redis nor NEMO's database and does not compile their clients. Built
+//! with `default-features = false`, the crate has no network dependency.
 //!
 //! ```
 //! use nemo_monitor::{Board, FormatOptions, Formatter};
@@ -45,7 +47,7 @@ pub mod record;
 pub mod view;
 pub mod web;
 
-pub use board::{Board, QueueStats, ToolState};
+pub use board::{Board, QueueStats, RejectedFigures, ToolState};
 pub use format::{FormatOptions, Formatter};
 pub use message::Signature;
 pub use record::{RecordError, RecordLine, Recorder};

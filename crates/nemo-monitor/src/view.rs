@@ -1,5 +1,5 @@
-//! What the monitor shows for each message, queue reading and clock tick: readable lines, raw
-//! JSONL, the tool board redrawn in place, or the web dashboard's hub.
+//! What the monitor shows for each message, queue figures document and clock tick: readable
+//! lines, raw JSONL, the tool board redrawn in place, or the web dashboard's hub.
 //!
 //! A [`View`] writes to any [`Write`], so what a person sees is tested against a `Vec<u8>`; the
 //! `monitor` program hands it stdout and stderr. Every method returns `Ok(false)` once the output
@@ -9,16 +9,40 @@ use std::fmt;
 use std::io::{self, Write};
 use std::sync::Arc;
 
+use crate::format::{Paint, clock, pad};
 use crate::web::Hub;
 use crate::{Board, Formatter, QueueStats, RecordLine};
+
+/// A queue figures document as the caller read it: the figures, or why they are not used
+/// (with a key: a missing or wrong signature; without: a document of another shape).
+pub type Figures = Result<QueueStats, String>;
+
+/// Subject of the figures in the terminal lines and the web feed.
+pub(crate) const FIGURES_SUBJECT: &str = "bridge queue";
+
+/// What a figures document says, in words, and its colour.
+pub(crate) fn figures_what(figures: &Figures, color: bool) -> (String, &'static str) {
+    match figures {
+        Ok(q) => {
+            let code = if q.dead > 0 || q.display_connected == Some(false) {
+                Paint::RED
+            } else {
+                Paint::BLUE
+            };
+            (q.summary(color), code)
+        }
+        Err(reason) => (format!("NOT VERIFIED, ignored ({reason})"), Paint::RED),
+    }
+}
 
 /// Which view, with what it needs.
 #[derive(Debug)]
 pub enum Show {
-    /// One readable line per message (the default), and a queue line when the numbers change.
+    /// One readable line per message (the default); a queue figures document is shown in
+    /// words when its numbers change or it does not verify.
     Lines(Formatter),
-    /// One recording line per message (`--json`); queue numbers go to the error output so the
-    /// output stays pure JSONL.
+    /// One recording line per message (`--json`), figures documents included; the figures in
+    /// words go to the error output (when they change) so the output stays pure JSONL.
     Json,
     /// The tool board, drawn on every [`View::redraw`] (`monitor board`).
     Board {
@@ -41,26 +65,29 @@ pub enum Show {
 /// use nemo_monitor::{QueueStats, RecordLine};
 ///
 /// let mut view = View::new(Show::Json, Vec::new(), Vec::new());
+/// let at = time::macros::datetime!(2025-10-16 14:02:33 UTC);
 /// let line = RecordLine {
-///     received_at: time::macros::datetime!(2025-10-16 14:02:33 UTC),
+///     received_at: at,
 ///     topic: "nemo/tools/1/enabled".into(),
 ///     payload: br#"{"event": "tool_enabled"}"#.to_vec().into(),
 ///     qos: 1,
 ///     retain: false,
 /// };
 /// assert!(view.message(&line)?);
-/// assert!(view.stats(QueueStats::now(3, 1, 0))?);
+/// let figures = RecordLine { topic: "nemo/bridge/queue".into(), ..line.clone() };
+/// let q = QueueStats { source: "list".into(), pending: 3, processing: 1, dead: 0, display_connected: None, at };
+/// assert!(view.figures(&figures, Ok(q))?);
 /// let (out, err) = view.into_outputs();
 /// assert!(String::from_utf8(out)?.starts_with(r#"{"t":"2025-10-16T14:02:33Z","topic":"nemo/tools/1/enabled""#));
-/// assert_eq!(String::from_utf8(err)?, "queue: depth 3 · processing 1 · dead 0\n");
+/// assert_eq!(String::from_utf8(err)?, "queue (list): 3 pending · 1 in processing · 0 dead\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct View<O, E> {
     show: Show,
     out: O,
     err: E,
-    /// The queue numbers last written, so that a line appears only when they change.
-    last_health: Option<(u64, u64, u64)>,
+    /// The figures last written in words, so that a line appears only when they change.
+    last_health: Option<String>,
 }
 
 impl<O, E> fmt::Debug for View<O, E> {
@@ -119,46 +146,67 @@ impl<O: Write, E: Write> View<O, E> {
         }
     }
 
-    /// Show fresh queue statistics. The board and the dashboard keep them for their health
-    /// line; the line views write a line only when the numbers change, not on every reading.
+    /// Show a received queue figures document (`line`, on the figures topic) as the caller
+    /// read it (`figures`). The board and the dashboard keep verified figures for their health
+    /// line and say when a document was ignored (the dashboard's feed shows every document);
+    /// the line views write the figures in words only when they change, not for every
+    /// document, and every document that was not used.
     ///
     /// # Errors
     /// Writing failed (other than a closed pipe on `out`, which is `Ok(false)`).
-    pub fn stats(&mut self, stats: QueueStats) -> io::Result<bool> {
-        let formatter = match &mut self.show {
+    pub fn figures(&mut self, line: &RecordLine, figures: Figures) -> io::Result<bool> {
+        match &mut self.show {
             Show::Board { board, .. } => {
-                board.set_queue_stats(stats);
-                return Ok(true);
+                match figures {
+                    Ok(q) => board.set_queue_stats(q),
+                    Err(reason) => board.reject_queue_figures(reason, line.received_at),
+                }
+                Ok(true)
             }
             Show::Web(hub) => {
-                hub.set_queue_stats(stats);
-                return Ok(true);
+                hub.ingest_figures(line, figures);
+                Ok(true)
             }
-            Show::Json => None,
-            Show::Lines(f) => Some(&*f),
-        };
-        let numbers = (stats.depth, stats.processing, stats.dead);
-        if self.last_health == Some(numbers) {
-            return Ok(true);
+            Show::Json => {
+                if !emit(&mut self.out, &line.to_json_line())? {
+                    return Ok(false);
+                }
+                let (what, _) = figures_what(&figures, false);
+                if figures.is_ok() && self.last_health.as_deref() == Some(what.as_str()) {
+                    return Ok(true);
+                }
+                self.last_health = figures.is_ok().then(|| what.clone());
+                // Keep the output pure JSONL. A closed stderr is no reason to stop the stream.
+                emit(&mut self.err, &what).map(|_| true)
+            }
+            Show::Lines(f) => {
+                let color = f.options().color;
+                let (plain, _) = figures_what(&figures, false);
+                if figures.is_ok() && self.last_health.as_deref() == Some(plain.as_str()) {
+                    return Ok(true);
+                }
+                self.last_health = figures.is_ok().then_some(plain);
+                let p = Paint { on: color };
+                let (what, code) = figures_what(&figures, color);
+                let mut text = format!(
+                    "{}  {}  {}",
+                    p.paint(Paint::DIM, &clock(line.received_at, f.offset())),
+                    p.paint(Paint::BOLD, &pad(FIGURES_SUBJECT, 34)),
+                    if color && figures.is_ok() {
+                        what
+                    } else {
+                        p.paint(code, &what)
+                    }
+                );
+                if let Ok(q) = &figures {
+                    text.push_str(&format!(" (at {})", clock(q.at, f.offset())));
+                }
+                if line.retain {
+                    text.push_str("  [retained]");
+                }
+                emit(&mut self.out, &text)
+            }
         }
-        self.last_health = Some(numbers);
-        let Some(f) = formatter else {
-            // Keep the output pure JSONL. A closed stderr is no reason to stop the stream.
-            let note = format!(
-                "queue: depth {} · processing {} · dead {}",
-                stats.depth, stats.processing, stats.dead
-            );
-            return emit(&mut self.err, &note).map(|_| true);
-        };
-        let mut b = Board::new().with_offset(f.offset());
-        b.set_queue_stats(stats);
-        let text = b.health_line(f.options().color);
-        // Only the queue part: the status topic has its own lines.
-        let text = text
-            .split_once(" | ")
-            .map(|(_, q)| q.to_owned())
-            .unwrap_or(text);
-        emit(&mut self.out, &text)
     }
 
     /// Draw the board again (its durations count up); the other views draw nothing.
@@ -212,6 +260,25 @@ mod tests {
         }
     }
 
+    fn queue(pending: u64, processing: u64, dead: u64) -> QueueStats {
+        QueueStats {
+            source: "database".into(),
+            pending,
+            processing,
+            dead,
+            display_connected: None,
+            at: AT,
+        }
+    }
+
+    fn figures_line() -> RecordLine {
+        RecordLine {
+            topic: "nemo/bridge/queue".into(),
+            payload: br#"{"source":"database"}"#.to_vec().into(),
+            ..enabled()
+        }
+    }
+
     fn formatter(color: bool) -> Formatter {
         Formatter::new(FormatOptions {
             color,
@@ -259,21 +326,34 @@ mod tests {
     }
 
     #[test]
-    fn lines_show_queue_numbers_only_when_they_change() {
+    fn lines_show_queue_figures_only_when_they_change_and_every_ignored_document() {
         let mut view = View::new(Show::Lines(formatter(false)), Vec::new(), Vec::new());
+        let fl = figures_line();
         for s in [(3, 1, 0), (3, 1, 0), (0, 0, 0), (0, 0, 0), (3, 1, 0)] {
-            assert!(view.stats(QueueStats::now(s.0, s.1, s.2)).unwrap());
+            assert!(view.figures(&fl, Ok(queue(s.0, s.1, s.2))).unwrap());
         }
+        assert!(
+            view.figures(&fl, Err("signature: mismatch".into()))
+                .unwrap()
+        );
+        assert!(view.figures(&fl, Ok(queue(3, 1, 0))).unwrap());
         let (out, _) = view.into_outputs();
         let out = text(out);
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 3, "{out}");
-        assert!(lines[0].starts_with("queue"), "{out}");
-        assert!(
-            !lines[0].contains("bridge:"),
-            "the status part is cut: {out}"
+        assert_eq!(lines.len(), 5, "{out}");
+        assert_eq!(
+            lines[0],
+            "14:02:33  bridge queue                        queue (database): 3 pending · 1 in processing · 0 dead (at 14:02:33)  [retained]"
         );
-        assert!(lines[0].contains('3') && lines[1].contains('0'), "{out}");
+        assert!(lines[1].contains("0 pending"), "{out}");
+        assert!(
+            lines[3].ends_with("NOT VERIFIED, ignored (signature: mismatch)  [retained]"),
+            "{out}"
+        );
+        assert!(
+            lines[4].contains("3 pending"),
+            "shown again after an ignored one: {out}"
+        );
         assert!(!out.contains('\x1b'), "no colour asked: {out:?}");
     }
 
@@ -281,22 +361,29 @@ mod tests {
     fn json_keeps_stdout_pure_jsonl() {
         let mut view = View::new(Show::Json, Vec::new(), Vec::new());
         assert!(view.message(&enabled()).unwrap());
-        assert!(view.stats(QueueStats::now(2, 0, 1)).unwrap());
-        assert!(view.stats(QueueStats::now(2, 0, 1)).unwrap());
+        assert!(view.figures(&figures_line(), Ok(queue(2, 0, 1))).unwrap());
+        assert!(view.figures(&figures_line(), Ok(queue(2, 0, 1))).unwrap());
         let (out, err) = view.into_outputs();
         let out = text(out);
+        let lines: Vec<RecordLine> = out
+            .lines()
+            .map(|l| crate::RecordLine::parse(l).unwrap())
+            .collect();
         assert_eq!(
-            crate::RecordLine::parse(out.trim_end()).unwrap(),
-            enabled(),
-            "{out}"
+            lines,
+            [enabled(), figures_line(), figures_line()],
+            "every message recorded: {out}"
         );
-        assert_eq!(text(err), "queue: depth 2 · processing 0 · dead 1\n");
+        assert_eq!(
+            text(err),
+            "queue (database): 2 pending · 0 in processing · 1 dead\n"
+        );
     }
 
     #[test]
     fn a_closed_stderr_does_not_stop_the_json_stream() {
         let mut view = View::new(Show::Json, Vec::new(), Closed);
-        assert!(view.stats(QueueStats::now(2, 0, 1)).unwrap());
+        assert!(view.figures(&figures_line(), Ok(queue(2, 0, 1))).unwrap());
         assert!(view.message(&enabled()).unwrap());
     }
 
@@ -310,11 +397,15 @@ mod tests {
         let mut view = View::new(show, Vec::new(), Vec::new());
         assert!(view.redraws());
         assert!(view.message(&enabled()).unwrap());
-        assert!(view.stats(QueueStats::now(4, 0, 0)).unwrap());
+        assert!(view.figures(&figures_line(), Ok(queue(4, 0, 0))).unwrap());
         assert!(view.redraw().unwrap());
         let (out, err) = view.into_outputs();
         let out = text(out);
         assert!(out.contains("Jane Doe"), "{out}");
+        assert!(
+            out.contains("| queue (database): 4 pending · 0 in processing · 0 dead (at 14:02:33, "),
+            "{out}"
+        );
         assert!(out.ends_with("---\n"), "{out}");
         assert!(!out.contains('\x1b'), "{out:?}");
         assert!(err.is_empty());
@@ -338,11 +429,21 @@ mod tests {
         let hub = Hub::new(formatter(false), Board::new());
         let mut view = View::new(Show::Web(hub.clone()), Vec::new(), Vec::new());
         assert!(view.message(&enabled()).unwrap());
-        assert!(view.stats(QueueStats::now(1, 2, 3)).unwrap());
+        assert!(view.figures(&figures_line(), Ok(queue(1, 2, 3))).unwrap());
         assert!(view.redraw().unwrap());
         let board = hub.board();
         assert!(board.tool("1").is_some());
         assert_eq!(board.queue_stats().map(|s| s.dead), Some(3));
+        assert_eq!(
+            hub.state_json()["messages"],
+            2,
+            "the document is in the feed"
+        );
+        assert!(view.figures(&figures_line(), Err("bad".into())).unwrap());
+        assert_eq!(
+            hub.board().rejected_figures().map(|r| r.reason.as_str()),
+            Some("bad")
+        );
         let (out, err) = view.into_outputs();
         assert!(out.is_empty() && err.is_empty());
     }

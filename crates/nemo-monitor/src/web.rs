@@ -7,12 +7,12 @@
 //!   (`include_str!`) and served as one document: no build step, no CDN, works on
 //!   an air-gapped lab network.
 //! - `GET /events` — the SSE stream. The first event (`snapshot`) carries the
-//!   whole state (tools, bridge, queue, recent feed); every received message then
-//!   becomes one `update` event. Updates carry a sequence number so the page can
+//!   whole state (tools, bridge, queue figures, recent feed); every received message then
+//!   becomes one `update` event (a queue figures document updates the queue line too). Updates carry a sequence number so the page can
 //!   drop the (rare) duplicate that races with the snapshot. A client that falls
 //!   behind gets a fresh snapshot instead of a gap.
-//! - `GET /api/state` — the current state as JSON (tools, bridge status, queue
-//!   statistics, counters).
+//! - `GET /api/state` — the current state as JSON (tools, bridge status, the bridge's
+//!   verified queue figures and the last ignored figures document, counters).
 //!
 //! Why SSE and not WebSocket: the data flows one way, SSE reconnects by itself in
 //! every browser, and it needs no extra dependency or upgrade handling.
@@ -42,9 +42,11 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
+use crate::RecordLine;
 use crate::board::{Board, QueueStats};
 use crate::format::{Formatter, Paint, clock};
 use crate::record::rfc3339_utc;
+use crate::view::{FIGURES_SUBJECT, Figures, figures_what};
 
 /// How many feed lines the hub keeps for newly connected pages.
 const FEED_KEEP: usize = 200;
@@ -170,7 +172,36 @@ impl Hub {
 
     /// Take in one received message: update the board and feed, push to pages.
     pub fn ingest(&self, topic: &str, payload: &[u8], retain: bool, at: OffsetDateTime) {
-        let parts = self.formatter.parts(topic, payload, retain, at);
+        self.push(topic, payload, retain, at, None);
+    }
+
+    /// Take in a queue figures document (`line`) as the caller read it: the verified figures
+    /// go to the queue line, a document that was not used is noted; both appear in the feed.
+    pub fn ingest_figures(&self, line: &RecordLine, figures: Figures) {
+        self.push(
+            &line.topic,
+            &line.payload,
+            line.retain,
+            line.received_at,
+            Some(figures),
+        );
+    }
+
+    fn push(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        at: OffsetDateTime,
+        figures: Option<Figures>,
+    ) {
+        let mut parts = self.formatter.parts(topic, payload, retain, at);
+        if let Some(f) = &figures {
+            let (what, color) = figures_what(f, false);
+            parts.subject = FIGURES_SUBJECT.to_owned();
+            parts.what = what;
+            parts.color = color;
+        }
         let class = match parts.color {
             Paint::YELLOW => "in_use",
             Paint::GREEN => "ok",
@@ -181,7 +212,17 @@ impl Hub {
         };
         self.messages.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
-        let changed = st.board.apply(topic, payload, at);
+        let changed = match figures {
+            None => st.board.apply(topic, payload, at),
+            Some(Ok(q)) => {
+                st.board.set_queue_stats(q);
+                None
+            }
+            Some(Err(reason)) => {
+                st.board.reject_queue_figures(reason, at);
+                None
+            }
+        };
         st.seq += 1;
         let item = FeedItem {
             seq: st.seq,
@@ -199,6 +240,8 @@ impl Hub {
             "feed": &item,
             "tool": changed.as_deref().and_then(|id| st.board.tool(id)),
             "bridge": st.board.bridge(),
+            "queue": st.board.queue_stats(),
+            "queue_rejected": st.board.rejected_figures(),
         });
         st.feed.push_back(item);
         while st.feed.len() > FEED_KEEP {
@@ -209,23 +252,26 @@ impl Hub {
         let _ = self.tx.send(Arc::from(update.to_string()));
     }
 
-    /// Record fresh queue statistics and push them to pages.
+    /// Record fresh verified queue figures (without a feed line) and push them to pages.
     pub fn set_queue_stats(&self, stats: QueueStats) {
         let mut st = self.lock();
         st.board.set_queue_stats(stats);
-        let update = json!({ "seq": st.seq, "queue": stats });
+        let update =
+            json!({ "seq": st.seq, "queue": st.board.queue_stats(), "queue_rejected": null });
         drop(st);
         let _ = self.tx.send(Arc::from(update.to_string()));
     }
 
-    /// The current state: `{"tools": [...], "bridge": ..., "queue": ...,
-    /// "messages": n, "sse_clients": n}`.
+    /// The current state: `{"tools": [...], "bridge": ..., "queue": ..., "queue_rejected":
+    /// ..., "messages": n, "sse_clients": n}` (`queue`: the last verified figures;
+    /// `queue_rejected`: the last ignored figures document, unless verified ones followed).
     pub fn state_json(&self) -> Value {
         let st = self.lock();
         json!({
             "tools": st.board.tools().collect::<Vec<_>>(),
             "bridge": st.board.bridge(),
             "queue": st.board.queue_stats(),
+            "queue_rejected": st.board.rejected_figures(),
             "messages": self.messages.load(Ordering::Relaxed),
             "sse_clients": self.clients.load(Ordering::Relaxed),
         })

@@ -135,14 +135,16 @@ fn render_shows_every_state() {
         0,
     );
     b.set_queue_stats(nemo_monitor::QueueStats {
-        depth: 4,
+        source: "list".into(),
+        pending: 4,
         processing: 1,
         dead: 2,
+        display_connected: None,
         at: at(70),
     });
     let text = b.render_at(false, at(72));
     let want = "\
-bridge: ONLINE since 2025-10-17 08:00 | queue 4 · processing 1 · dead 2 (at 10:10:00)
+bridge: ONLINE since 2025-10-17 08:00 | queue (list): 4 pending · 1 in processing · 2 dead (at 10:10:00, 2 min 0 s old)
 TOOL                                STATE    SINCE             DETAIL
 Zeiss Supra 55 SEM #1               IN USE   09:00             Jane Doe (1 h 12 min)
 Heidelberg MLA150 #7                idle     ~09:05            last: Ada Lovelace
@@ -309,8 +311,19 @@ mod hub {
         assert_eq!(state["tools"][0]["in_use"]["user"], "Jane Doe");
         assert_eq!(state["sse_clients"], 0);
         assert_eq!(hub.board().tools().count(), 1);
-        hub.set_queue_stats(nemo_monitor::QueueStats::now(5, 0, 1));
-        assert_eq!(hub.state_json()["queue"]["depth"], 5);
+        hub.set_queue_stats(nemo_monitor::QueueStats {
+            source: "database".into(),
+            pending: 5,
+            processing: 0,
+            dead: 1,
+            display_connected: Some(true),
+            at: now,
+        });
+        let state = hub.state_json();
+        assert_eq!(state["queue"]["pending"], 5);
+        assert_eq!(state["queue"]["source"], "database");
+        assert_eq!(state["queue"]["display_connected"], true);
+        assert!(state["queue_rejected"].is_null());
     }
 }
 
@@ -365,7 +378,7 @@ fn board_rebuilt_from_retained_state_documents() {
         rows,
         vec![
             "Zeiss Supra 55 SEM #1               IN USE   16 Oct 14:02      Jane Doe (45 d)",
-            "Heidelberg MLA150 #7                idle     ~10:00            last: Ada Lovelace",
+            "Heidelberg MLA150 #7                idle     09:12             last: Ada Lovelace",
             "Angstrom Evaporator #23             DOWN     2024-11-30 08:00  ",
             "李雷's etcher #42                   IN USE   ~10:00            José Álvarez (5 min 0 s)",
         ]
@@ -402,4 +415,109 @@ fn with_key_an_unsigned_state_document_is_ignored() {
         T0,
     );
     assert!(b.tool("1").is_none());
+}
+
+/// Issue #28, part 9: "idle since" is the end of the last usage (`end_time` of the
+/// `tool_disabled` payload), not the time the monitor received the message marked `~`. Only a
+/// payload without `end_time` falls back to the receive time, marked.
+#[test]
+fn idle_since_is_the_end_of_the_last_usage() {
+    let payloads: serde_json::Value =
+        serde_json::from_str(&nemo_testkit::fixture("payloads.json").unwrap()).unwrap();
+    let enabled = serde_json::to_string(&payloads["tool_enabled"]).unwrap();
+    let disabled = serde_json::to_string(&payloads["tool_disabled"]).unwrap();
+    let end = payloads["tool_disabled"]["end_time"].as_str().unwrap();
+    let end =
+        time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339).unwrap();
+    // Received long after the usage ended (a monitor started later, a slow queue).
+    let received = end + Duration::hours(3);
+    let mut b = Board::new();
+    b.apply("nemo/tools/1/enabled", enabled.as_bytes(), received);
+    assert_eq!(b.tool("1").unwrap().idle_since, None, "in use, not idle");
+    b.apply("nemo/tools/1/disabled", disabled.as_bytes(), received);
+    let t = b.tool("1").unwrap();
+    assert_eq!(t.status, Status::Idle);
+    assert_eq!(t.idle_since, Some(end));
+    assert!(!t.idle_since_received);
+    let row = b
+        .render_at(false, received)
+        .lines()
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        row,
+        "Zeiss Supra 55 SEM #1               idle     14:12             last: Jane Doe"
+    );
+
+    // Without end_time: the receive time, marked with `~`.
+    let mut no_end = payloads["tool_disabled"].clone();
+    no_end.as_object_mut().unwrap().remove("end_time");
+    b.apply(
+        "nemo/tools/1/disabled",
+        serde_json::to_string(&no_end).unwrap().as_bytes(),
+        received,
+    );
+    let t = b.tool("1").unwrap();
+    assert_eq!(t.idle_since, Some(received));
+    assert!(t.idle_since_received);
+    assert!(
+        b.render_at(false, received).contains("idle     ~17:12 "),
+        "{}",
+        b.render_at(false, received)
+    );
+
+    // The dashboard's JSON carries it too.
+    let json = serde_json::to_value(b.tool("1").unwrap()).unwrap();
+    assert_eq!(json["idle_since_received"], true);
+    assert!(
+        json["idle_since"]
+            .as_str()
+            .unwrap()
+            .starts_with("2025-10-16T17:12:26")
+    );
+}
+
+/// Verified figures are shown with their source and age; an ignored document is said so.
+#[test]
+fn queue_figures_and_an_ignored_document_on_the_health_line() {
+    let mut b = Board::new();
+    assert!(
+        b.health_line_at(false, T0)
+            .ends_with("| queue: no figures seen"),
+        "{}",
+        b.health_line_at(false, T0)
+    );
+    b.set_queue_stats(nemo_monitor::QueueStats {
+        source: "database".into(),
+        pending: 3,
+        processing: 1,
+        dead: 0,
+        display_connected: Some(false),
+        at: T0,
+    });
+    assert_eq!(
+        b.health_line_at(false, at(1)),
+        "bridge: no status seen | queue (database): 3 pending · 1 in processing · 0 dead · displays' broker NOT connected (at 09:00:00, 1 min 0 s old)"
+    );
+    b.reject_queue_figures("queue figures: signature: mismatch", at(2));
+    let line = b.health_line_at(false, at(2));
+    assert!(
+        line.contains("3 pending"),
+        "the verified figures stay: {line}"
+    );
+    assert!(
+        line.ends_with("| queue figures NOT VERIFIED at 09:02:00, ignored"),
+        "{line}"
+    );
+    b.set_queue_stats(nemo_monitor::QueueStats {
+        source: "database".into(),
+        pending: 0,
+        processing: 0,
+        dead: 0,
+        display_connected: None,
+        at: at(3),
+    });
+    assert!(b.rejected_figures().is_none());
+    assert!(!b.health_line_at(false, at(3)).contains("NOT VERIFIED"));
 }

@@ -21,14 +21,18 @@
   }
   // "14:02 (9 min)" today; "16 Oct (46 d)" on another day ("16 Oct 2024" in another year);
   // "~" in front when the time is when the monitor received the message (the event had none).
+  // "9 min" since an ISO time.
+  function age(d, now) {
+    var s = Math.max(0, Math.floor((now.getTime() - d.getTime()) / 1000));
+    var days = Math.floor(s / 86400), h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60);
+    return days > 0 ? days + " d" : h > 0 ? h + " h " + m + " min" : m > 0 ? m + " min" : s + " s";
+  }
   function since(iso, received) {
     if (!iso) return "";
     var d = new Date(iso);
     if (isNaN(d)) return "";
     var now = new Date();
-    var s = Math.max(0, Math.floor((now.getTime() - d.getTime()) / 1000));
-    var days = Math.floor(s / 86400), h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60);
-    var ago = days > 0 ? days + " d" : h > 0 ? h + " h " + m + " min" : m > 0 ? m + " min" : s + " s";
+    var ago = age(d, now);
     var when;
     if (d.toDateString() === now.toDateString()) {
       when = d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
@@ -65,6 +69,9 @@
       state = "IN USE"; detail = (t.in_use ? t.in_use.user : "?") + ", since " + since(t.in_use && t.in_use.since, t.in_use && t.in_use.since_received);
     } else {
       state = "IDLE"; detail = t.last_user ? "last: " + t.last_user : "";
+      // Idle since the last usage ended (its end_time), not since the monitor heard of it.
+      var idle = since(t.idle_since, t.idle_since_received);
+      if (idle) detail += (detail ? ", " : "") + "idle since " + idle;
     }
     card.appendChild(el("div", "state", state));
     card.appendChild(el("div", "detail", detail));
@@ -74,12 +81,26 @@
         (t.open_tasks.length > 1 ? "s" : "") + ": " + (last.description || "#" + last.task_id)));
     }
   }
-  function renderBridge(b, q) {
+  // The bridge's queue figures as it published them (verified when the monitor has a key).
+  function queueText(q) {
+    var t = "queue (" + q.source + "): " + q.pending + " pending · " + q.processing +
+      " in processing · " + q.dead + " dead";
+    if (q.display_connected === true) t += " · displays' broker connected";
+    if (q.display_connected === false) t += " · displays' broker NOT connected";
+    var d = new Date(q.at);
+    if (!isNaN(d)) t += " (" + age(d, new Date()) + " old)";
+    return t;
+  }
+  function renderBridge(b, q, r) {
     var text = "bridge: " + (b ? String(b.state).toUpperCase() + (b.since ? " since " + (since(b.since) || b.since) : "") : "no status seen");
-    if (q) text += " | queue " + q.depth + " · processing " + q.processing + " · dead " + q.dead;
+    if (q) text += " | " + queueText(q);
+    else if (!r) text += " | queue: no figures seen";
+    if (r) text += " | queue figures NOT VERIFIED, ignored";
     document.getElementById("bridge").textContent = text;
   }
-  var bridge = null, queue = null;
+  var bridge = null, queue = null, rejected = null;
+  // The figures' age counts up between documents.
+  setInterval(function () { renderBridge(bridge, queue, rejected); }, 1000);
   function addFeed(item) {
     var li = el("li", item.class);
     li.dataset.seq = item.seq;
@@ -95,17 +116,17 @@
     document.getElementById("feed").replaceChildren();
     (s.tools || []).forEach(renderTool);
     (s.feed || []).forEach(addFeed);
-    bridge = s.bridge; queue = s.queue;
-    renderBridge(bridge, queue);
+    bridge = s.bridge; queue = s.queue; rejected = s.queue_rejected;
+    renderBridge(bridge, queue, rejected);
     lastSeq = s.seq || 0;
   }
   function update(u) {
-    if (u.queue) { queue = u.queue; renderBridge(bridge, queue); }
+    if ("queue_rejected" in u) { queue = u.queue || queue; rejected = u.queue_rejected; renderBridge(bridge, queue, rejected); }
     if (!u.feed) return;
     if (u.seq <= lastSeq) return;
     lastSeq = u.seq;
     if (u.tool) renderTool(u.tool);
-    if (u.bridge) { bridge = u.bridge; renderBridge(bridge, queue); }
+    if (u.bridge) { bridge = u.bridge; renderBridge(bridge, queue, rejected); }
     addFeed(u.feed);
     liveUpdates += 1;
     if (closeAfter && liveUpdates >= closeAfter) {
