@@ -26,7 +26,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use figment::{Figment, Provider};
@@ -67,44 +67,22 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
-/// `[hmac]`: sign every payload with HMAC-SHA256 in the envelope `{"payload", "hmac", "algo"}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HmacConfig {
-    /// The key; empty = signing off. Never shown in `Debug`.
-    pub key: Secret,
-    /// A file holding the key (trailing newline ignored); alternative to `key`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_file: Option<PathBuf>,
-}
+/// `[hmac]`: the shared section of every program ([`nemo_config::HmacConfig`]).
+pub use nemo_config::HmacConfig;
 
-impl HmacConfig {
-    /// The key bytes, from `key` or `key_file`; `None` = signing off.
-    ///
-    /// # Errors
-    /// When `key_file` cannot be read.
-    pub fn key_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
-        self.as_shared().key_bytes().map_err(|e| {
-            let allowed = match &e {
-                KeyFileError::Unreadable { source, .. } => {
-                    format!("must be a readable file ({source})")
-                }
-                KeyFileError::Empty { .. } => "must contain a non-empty key".into(),
-            };
-            ConfigError::Invalid {
-                key: "hmac.key_file".into(),
-                value: format!("{:?}", e.path().display().to_string()),
-                allowed,
+impl From<KeyFileError> for ConfigError {
+    /// An unusable `hmac.key_file`, named as every configuration error is.
+    fn from(e: KeyFileError) -> Self {
+        let allowed = match &e {
+            KeyFileError::Unreadable { source, .. } => {
+                format!("must be a readable file ({source})")
             }
-        })
-    }
-
-    /// The same section as nemo-config's [`nemo_config::HmacConfig`] (what the tools read),
-    /// whose key-file reader this uses.
-    pub fn as_shared(&self) -> nemo_config::HmacConfig {
-        nemo_config::HmacConfig {
-            key: self.key.clone(),
-            key_file: self.key_file.clone(),
+            KeyFileError::Empty { .. } => "must contain a non-empty key".into(),
+        };
+        ConfigError::Invalid {
+            key: "hmac.key_file".into(),
+            value: format!("{:?}", e.path().display().to_string()),
+            allowed,
         }
     }
 }
