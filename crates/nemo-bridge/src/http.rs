@@ -144,15 +144,16 @@ impl Health {
                 "redis: not connected"
             });
         }
-        if !self.mqtt.load(Ordering::Relaxed) {
-            return Some("mqtt: not connected");
-        }
+        // A standby has no broker connection (it connects once it holds the lock): say why.
         if self.lease_required.load(Ordering::Relaxed) && !self.lease_held.load(Ordering::Relaxed) {
             return Some(if table {
                 "standby: another bridge holds the queue's lock"
             } else {
                 "standby: another bridge holds the lease"
             });
+        }
+        if !self.mqtt.load(Ordering::Relaxed) {
+            return Some("mqtt: not connected");
         }
         None
     }
