@@ -341,7 +341,7 @@ impl Config {
     /// `when_disconnected = "fail"` whatever the file says.
     ///
     /// The bridge never lets the MQTT client buffer messages while the broker is away: the
-    /// items wait in Redis instead (bounded memory), and after the reconnect the pipeline
+    /// items wait in the queue instead (bounded memory), and after the reconnect the pipeline
     /// republishes from the first unconfirmed item, in order. A client-side buffer would be
     /// flushed on reconnect *before* that republish, so newer events would overtake older
     /// ones (measured: 2–10 first deliveries out of order per broker kill).
