@@ -14,7 +14,7 @@ use support::*;
 /// Lines of the bridge's log that announce a wait for Redis.
 fn redis_waits(log: &str) -> usize {
     log.lines()
-        .filter(|l| l.contains("redis: waiting for"))
+        .filter(|l| l.contains("redis: cannot connect; retrying"))
         .count()
 }
 
@@ -138,7 +138,7 @@ async fn bridge_with_only_its_sentinels_up_waits_for_their_master() -> TestResul
     let mut bridge = setup.bridge(&cfg, "master");
     assert!(
         bridge.wait_log(Duration::from_secs(10), |l| l
-            .contains("redis: waiting for the master the sentinels at 127.0.0.1:")),
+            .contains("waiting for the master the sentinels at 127.0.0.1:")),
         "{}",
         bridge.log()
     );

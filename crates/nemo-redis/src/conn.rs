@@ -102,7 +102,7 @@ impl Redis {
                         let what = waiting_for(cfg, &e);
                         let delay_ms = d.as_millis() as u64;
                         if waiting.as_ref().is_none_or(|(w, _)| *w != what) {
-                            tracing::warn!(url = %cfg.redacted_url(), error = %e, "redis: waiting for {what}; retrying with backoff ({} to {} ms apart)", backoff.initial_ms, backoff.max_ms);
+                            tracing::warn!(url = %cfg.redacted_url(), error = %e, "redis: cannot connect; retrying with backoff ({} to {} ms apart) until it answers: waiting for {what}", backoff.initial_ms, backoff.max_ms);
                             let since = waiting.map_or_else(std::time::Instant::now, |(_, t)| t);
                             waiting = Some((what, since));
                         } else {

@@ -131,7 +131,10 @@ impl RedisError {
                 (sentinel
                     || matches!(
                         source.kind(),
-                        ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Unknown
+                        ErrorKind::IO
+                            | ErrorKind::Timeout
+                            | ErrorKind::Canceled
+                            | ErrorKind::Unknown
                     ))
                     && !wrong_credentials
             }
