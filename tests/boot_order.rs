@@ -196,3 +196,20 @@ async fn bridge_started_before_its_broker_waits_then_serves() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_redis_credentials_still_end_the_bridge_at_once() -> TestResult {
+    // Waiting is for servers that are not there yet; a wrong password is for a person to fix.
+    let redis = RedisServer::builder().password("boot-order-pw").start()?;
+    let broker = Mosquitto::start()?;
+    let setup = Setup::new();
+    let url = format!("redis://:not-the-password@127.0.0.1:{}/1", redis.port());
+    let cfg = setup.config("auth.toml", &url, &broker.url(), "", "");
+    let mut bridge = setup.bridge(&cfg, "auth");
+    let exit = bridge.wait_exit(Duration::from_secs(10));
+    assert_eq!(exit, Some(Some(1)), "{}", bridge.log());
+    let log = bridge.log();
+    assert!(log.contains("WRONGPASS"), "{log}");
+    assert_eq!(redis_waits(&log), 0, "{log}");
+    Ok(())
+}
