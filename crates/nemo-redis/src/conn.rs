@@ -67,8 +67,11 @@ impl Redis {
     }
 
     /// [`connect`](Self::connect), but waiting for a Redis that is down, refusing, or cutting
-    /// the TLS handshake off: such transient failures are retried with the `backoff` delays
-    /// (forever, unless it has `max_attempts`), each logged. For a service started before
+    /// the TLS handshake off — through Sentinel also for sentinels that do not answer yet, a
+    /// master they do not name yet, or one that does not answer or is still a replica: such
+    /// transient failures are retried with the `backoff` delays (forever, unless it has
+    /// `max_attempts`). One warning per outage says what it waits for (another when that
+    /// changes), the attempts between are logged at debug level. For a service started before
     /// Redis. A certificate verdict, refused credentials or a bad URL still fail at once.
     ///
     /// # Errors
