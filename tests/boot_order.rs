@@ -171,6 +171,16 @@ async fn bridge_started_before_its_broker_waits_then_serves() -> TestResult {
         "ready without a broker:\n{}",
         bridge.log()
     );
+    // It says what it waits for: the broker's address is in the line.
+    let port = broker.port().to_string();
+    assert!(
+        bridge
+            .log()
+            .lines()
+            .any(|l| l.contains("connect failed; retrying") && l.contains(&port)),
+        "{}",
+        bridge.log()
+    );
 
     broker.restart()?;
     let mut sub = subscriber(&broker.url(), "broker-sub", false).await;
