@@ -67,8 +67,11 @@ impl Redis {
     }
 
     /// [`connect`](Self::connect), but waiting for a Redis that is down, refusing, or cutting
-    /// the TLS handshake off: such transient failures are retried with the `backoff` delays
-    /// (forever, unless it has `max_attempts`), each logged. For a service started before
+    /// the TLS handshake off — through Sentinel also for sentinels that do not answer yet, a
+    /// master they do not name yet, or one that does not answer or is still a replica: such
+    /// transient failures are retried with the `backoff` delays (forever, unless it has
+    /// `max_attempts`). One warning per outage says what it waits for (another when that
+    /// changes), the attempts between are logged at debug level. For a service started before
     /// Redis. A certificate verdict, refused credentials or a bad URL still fail at once.
     ///
     /// # Errors
@@ -87,6 +90,10 @@ impl Redis {
     ) -> Result<Redis, RedisError> {
         cfg.validate()?;
         let mut delays = backoff.build();
+        // What the last failed attempt waited for: one warning per outage (and one more
+        // when that changes, e.g. the sentinels answer but their master is not up yet);
+        // the attempts in between are logged at debug level only.
+        let mut waiting: Option<(String, std::time::Instant)> = None;
         let client = loop {
             let client = builder(cfg, backoff)?
                 .build()
@@ -95,7 +102,15 @@ impl Redis {
                 Ok(()) => break client,
                 Err(e) if retry && e.is_transient() => match delays.next_delay() {
                     Some(d) => {
-                        tracing::warn!(url = %cfg.redacted_url(), error = %e, delay_ms = d.as_millis() as u64, "redis: cannot connect; retrying in {} ms", d.as_millis());
+                        let what = waiting_for(cfg, &e);
+                        let delay_ms = d.as_millis() as u64;
+                        if waiting.as_ref().is_none_or(|(w, _)| *w != what) {
+                            tracing::warn!(url = %cfg.redacted_url(), error = %e, "redis: cannot connect; retrying with backoff ({} to {} ms apart) until it answers: waiting for {what}", backoff.initial_ms, backoff.max_ms);
+                            let since = waiting.map_or_else(std::time::Instant::now, |(_, t)| t);
+                            waiting = Some((what, since));
+                        } else {
+                            tracing::debug!(error = %e, delay_ms, "redis: still waiting for {what}");
+                        }
                         tokio::time::sleep(d).await;
                     }
                     None => return Err(e),
@@ -103,6 +118,9 @@ impl Redis {
                 Err(e) => return Err(e),
             }
         };
+        if let Some((_, since)) = waiting {
+            tracing::info!(url = %cfg.redacted_url(), waited_ms = since.elapsed().as_millis() as u64, "redis: reachable after {:.1} s", since.elapsed().as_secs_f64());
+        }
         tracing::info!(url = %cfg.redacted_url(), mode = %cfg.mode, key = %cfg.key, "redis: connected");
         Ok(Redis {
             client,
@@ -155,6 +173,50 @@ impl Redis {
     /// Close the shared client.
     pub async fn quit(&self) {
         let _ = self.client.quit().await;
+    }
+}
+
+/// What a transient connect failure means the bridge waits for, in words for the log:
+/// Redis itself, the cluster, or for a Sentinel URL the sentinels (none answers), their
+/// master (not named yet, not up yet, or still a replica).
+fn waiting_for(cfg: &RedisConfig, e: &RedisError) -> String {
+    use fred::types::config::ServerConfig;
+    let server = fred::types::config::Config::from_url(&cfg.url).map(|c| c.server);
+    let (kind, details) = match e {
+        RedisError::Connect { source, .. } => (Some(source.kind().clone()), source.details()),
+        RedisError::TlsInterrupted { reason, .. } => (None, reason.as_str()),
+        _ => (None, ""),
+    };
+    match server {
+        Ok(ServerConfig::Sentinel {
+            hosts,
+            service_name,
+            ..
+        }) => {
+            let hosts = hosts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            match kind {
+                Some(fred::error::ErrorKind::Sentinel) if details.contains("all sentinel") => {
+                    format!("Redis Sentinel at {hosts} (no sentinel answers)")
+                }
+                Some(fred::error::ErrorKind::Sentinel) if details.contains("Missing primary") => {
+                    format!("the sentinels at {hosts} to name a master for \"{service_name}\"")
+                }
+                Some(fred::error::ErrorKind::Sentinel) => format!(
+                    "the master the sentinels at {hosts} name for \"{service_name}\" to be a master ({details})"
+                ),
+                _ => format!(
+                    "the master the sentinels at {hosts} name for \"{service_name}\" (sentinels answer; the master does not)"
+                ),
+            }
+        }
+        Ok(ServerConfig::Clustered { .. }) => {
+            format!("the Redis cluster at {}", cfg.redacted_url())
+        }
+        _ => format!("Redis at {}", cfg.redacted_url()),
     }
 }
 

@@ -99,18 +99,44 @@ impl RedisError {
     /// use fred::error::{Error, ErrorKind};
     /// let e = RedisError::Command { cmd: "LLEN", source: Error::new(ErrorKind::IO, "closed") };
     /// assert!(e.is_transient());
+    /// // A Sentinel set not up yet: wait for it.
+    /// let e = RedisError::Connect {
+    ///     url: "redis-sentinel://h:26379/1?sentinelServiceName=nemo".into(),
+    ///     source: Error::new(ErrorKind::Sentinel, "Failed to connect to all sentinel nodes."),
+    /// };
+    /// assert!(e.is_transient());
+    /// // Refused credentials: a person has to fix them.
+    /// let e = RedisError::Connect {
+    ///     url: "redis://:***@h:6379/1".into(),
+    ///     source: Error::new(ErrorKind::Auth, "WRONGPASS invalid username-password pair"),
+    /// };
+    /// assert!(!e.is_transient());
     /// ```
     pub fn is_transient(&self) -> bool {
         use fred::error::ErrorKind;
         match self {
             // Down, refused, reset: yes. Refused credentials (WRONGPASS, NOAUTH) or a
             // server that answers with an error: a person has to fix it.
+            // Through Sentinel: no sentinel answers yet, the one that answers knows no master
+            // by that name yet, or the master it names is still a replica (a fail-over, or a
+            // set coming up): all of these pass. Only a URL without a service name is a
+            // mistake (the configuration check catches it first).
             RedisError::Connect { source, .. } => {
-                matches!(
-                    source.kind(),
-                    ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Unknown
-                ) && !source.details().contains("WRONGPASS")
-                    && !source.details().contains("NOAUTH")
+                let details = source.details();
+                let wrong_credentials = details.contains("WRONGPASS")
+                    || details.contains("NOAUTH")
+                    || *source.kind() == ErrorKind::Auth;
+                let sentinel = *source.kind() == ErrorKind::Sentinel
+                    && !details.contains("Missing sentinel service name");
+                (sentinel
+                    || matches!(
+                        source.kind(),
+                        ErrorKind::IO
+                            | ErrorKind::Timeout
+                            | ErrorKind::Canceled
+                            | ErrorKind::Unknown
+                    ))
+                    && !wrong_credentials
             }
             RedisError::TlsInterrupted { .. } => true,
             RedisError::Command { source, .. } => {

@@ -45,7 +45,9 @@
 //!   `client_cert` + `client_key` (PEM, PKCS#8 key). The host name is verified.
 //! - **Sentinel**: `redis-sentinel://[user:pw@]sentinel1:26379/1?sentinelServiceName=mymaster&node=sentinel2:26379&node=sentinel3:26379`
 //!   (`rediss-sentinel://` for TLS). fred asks the sentinels for the current
-//!   master and follows fail-overs on reconnect.
+//!   master and follows fail-overs on reconnect. Sentinels or a master not up
+//!   yet are transient ([`RedisError::is_transient`]): [`Redis::connect_retrying`]
+//!   waits for them, whatever comes up first.
 //! - **Cluster**: `redis-cluster://[user:pw@]node1:7000?node=node2:7000&node=node3:7000`
 //!   (`rediss-cluster://` for TLS). Only database 0 exists on a cluster, so the
 //!   plugin must write to db 0 there. Thanks to the hash tags every script

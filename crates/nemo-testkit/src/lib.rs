@@ -45,7 +45,7 @@ pub use postgres::PostgresServer;
 pub use process::HarnessError;
 pub use procstat::{TaskStats, ThreadStats, cpu_seconds, rss_kib, task_stats};
 pub use redis::{RedisBuilder, RedisServer};
-pub use redis_ha::{RedisClusterSet, RedisSentinelSet};
+pub use redis_ha::{RedisClusterSet, RedisSentinelSet, SentinelPorts};
 
 use std::path::PathBuf;
 

@@ -77,6 +77,29 @@ impl RedisSentinelSet {
     /// [`HarnessError::NotReady`] (with the log tails) when a process does not
     /// answer or the set does not settle within 30 s.
     pub fn start(name: &str) -> Result<Self, HarnessError> {
+        Self::start_with(name, None)
+    }
+
+    /// [`start`](Self::start) on ports chosen beforehand with
+    /// [`SentinelPorts::free`], so that a client can be given the set's URL
+    /// ([`SentinelPorts::url_db`]) before any of its processes runs (boot-order tests).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start); a port taken meanwhile is [`HarnessError::NotReady`].
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), nemo_testkit::HarnessError> {
+    /// let ports = nemo_testkit::SentinelPorts::free()?;
+    /// let url = ports.url_db("nemo", 1); // nothing answers there yet
+    /// let set = nemo_testkit::RedisSentinelSet::start_on("nemo", &ports)?;
+    /// assert_eq!(set.url(), url);
+    /// # Ok(()) }
+    /// ```
+    pub fn start_on(name: &str, ports: &SentinelPorts) -> Result<Self, HarnessError> {
+        Self::start_with(name, Some(ports))
+    }
+
+    fn start_with(name: &str, ports: Option<&SentinelPorts>) -> Result<Self, HarnessError> {
         if name.is_empty()
             || !name
                 .bytes()
@@ -98,20 +121,22 @@ impl RedisSentinelSet {
             killed: None,
             dir,
         };
-        let master = Node::start(
+        let master = Node::start_at(
             "redis-server",
             &program,
             set.dir.path(),
             "redis-1",
+            ports.map(|p| p.master),
             |port, d| Ok(data_args(port, d, None)),
         )?;
         let master_port = master.port;
         set.servers.push(master);
-        let replica = Node::start(
+        let replica = Node::start_at(
             "redis-server",
             &program,
             set.dir.path(),
             "redis-2",
+            ports.map(|p| p.replica),
             |port, d| Ok(data_args(port, d, Some(master_port))),
         )?;
         let replica_port = replica.port;
@@ -124,11 +149,12 @@ impl RedisSentinelSet {
         for i in 1..=3 {
             let label = format!("sentinel-{i}");
             let name = set.name.clone();
-            let sentinel = Node::start(
+            let sentinel = Node::start_at(
                 "redis-sentinel",
                 &program,
                 set.dir.path(),
                 &label,
+                ports.map(|p| p.sentinels[i - 1]),
                 |port, d| {
                     let conf = d.join("sentinel.conf");
                     std::fs::write(&conf, sentinel_conf(port, d, &name, master_port))?;
@@ -207,16 +233,7 @@ impl RedisSentinelSet {
     /// # Ok(()) }
     /// ```
     pub fn url_db(&self, db: u8) -> String {
-        let mut ports = self.sentinels.iter().map(|s| s.port);
-        let first = ports.next().unwrap_or_default();
-        let mut url = format!(
-            "redis-sentinel://127.0.0.1:{first}/{db}?sentinelServiceName={}",
-            self.name
-        );
-        for port in ports {
-            let _ = write!(url, "&node=127.0.0.1:{port}");
-        }
-        url
+        sentinel_url(&self.name, db, self.sentinels.iter().map(|s| s.port))
     }
 
     /// Kill the current master (as [`master_port`](Self::master_port) reports
@@ -544,14 +561,29 @@ impl Node {
         program: &Path,
         parent: &Path,
         label: &str,
+        args: impl FnMut(u16, &Path) -> Result<Vec<String>, HarnessError>,
+    ) -> Result<Node, HarnessError> {
+        Self::start_at(name, program, parent, label, None, args)
+    }
+
+    /// [`start`](Self::start) on `port` if given (one try: a port taken is an error).
+    fn start_at(
+        name: &'static str,
+        program: &Path,
+        parent: &Path,
+        label: &str,
+        fixed: Option<u16>,
         mut args: impl FnMut(u16, &Path) -> Result<Vec<String>, HarnessError>,
     ) -> Result<Node, HarnessError> {
         let dir = parent.join(label);
         std::fs::create_dir_all(&dir)?;
         let log = parent.join(format!("{label}.log"));
         let mut last_err = None;
-        for _ in 0..5 {
-            let port = private_port()?;
+        for _ in 0..if fixed.is_some() { 1 } else { 5 } {
+            let port = match fixed {
+                Some(p) => p,
+                None => private_port()?,
+            };
             let mut process =
                 ServerProcess::new(name, program.to_path_buf(), args(port, &dir)?, log.clone());
             process.spawn()?;
@@ -573,6 +605,68 @@ impl Node {
         }
         Err(last_err.unwrap_or(HarnessError::NotRunning(name)))
     }
+}
+
+/// Ports for a [`RedisSentinelSet`] chosen before it starts
+/// ([`RedisSentinelSet::start_on`]): free when chosen, never 6379/16379/26379.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentinelPorts {
+    /// The first master.
+    pub master: u16,
+    /// The first replica.
+    pub replica: u16,
+    /// The three sentinels.
+    pub sentinels: [u16; 3],
+}
+
+impl SentinelPorts {
+    /// Five distinct free loopback ports.
+    ///
+    /// # Errors
+    /// [`HarnessError::Io`] when no port can be bound.
+    ///
+    /// ```
+    /// let p = nemo_testkit::SentinelPorts::free().unwrap();
+    /// assert_ne!(p.master, p.sentinels[0]);
+    /// ```
+    pub fn free() -> Result<Self, HarnessError> {
+        let mut taken: Vec<u16> = Vec::new();
+        while taken.len() < 5 {
+            let p = private_port()?;
+            if !taken.contains(&p) {
+                taken.push(p);
+            }
+        }
+        Ok(SentinelPorts {
+            master: taken[0],
+            replica: taken[1],
+            sentinels: [taken[2], taken[3], taken[4]],
+        })
+    }
+
+    /// The URL of database `db` through these sentinels for service `name`, as
+    /// [`RedisSentinelSet::url_db`] gives it once the set runs.
+    ///
+    /// ```
+    /// let p = nemo_testkit::SentinelPorts { master: 1, replica: 2, sentinels: [3, 4, 5] };
+    /// assert_eq!(
+    ///     p.url_db("nemo", 1),
+    ///     "redis-sentinel://127.0.0.1:3/1?sentinelServiceName=nemo&node=127.0.0.1:4&node=127.0.0.1:5"
+    /// );
+    /// ```
+    pub fn url_db(&self, name: &str, db: u8) -> String {
+        sentinel_url(name, db, self.sentinels.iter().copied())
+    }
+}
+
+/// `redis-sentinel://127.0.0.1:S1/DB?sentinelServiceName=NAME&node=127.0.0.1:S2…`.
+fn sentinel_url(name: &str, db: u8, mut ports: impl Iterator<Item = u16>) -> String {
+    let first = ports.next().unwrap_or_default();
+    let mut url = format!("redis-sentinel://127.0.0.1:{first}/{db}?sentinelServiceName={name}");
+    for port in ports {
+        let _ = write!(url, "&node=127.0.0.1:{port}");
+    }
+    url
 }
 
 /// A free loopback port that no system Redis could be using.
