@@ -42,6 +42,16 @@
 //! breaks, the lock is gone with it, the source says so ([`TableSource::held`] turns `false`)
 //! and no ack of this bridge can reach the table after another bridge took over.
 //!
+//! While that connection makes no query (the bridge waits for its broker, so it neither takes
+//! nor acks), a background check notices a lost lock all the same: every 2 s in which the
+//! connection had no successful query, one query on the status pool asks `pg_locks` whether the
+//! source's session still holds the lock (at most 30 a minute, none while rows flow). A check
+//! that cannot reach the database proves nothing and is repeated.
+//!
+//! The first take runs the one query that reads every processed row (where is the oldest
+//! unprocessed row?), bounded by 300 s; until it ran, [`EventSource::longest_take`] says so, and
+//! the bridge's watchdog allows for that one take.
+//!
 //! # Rows that become visible late
 //!
 //! Identity values are handed out at INSERT, rows become visible at COMMIT: a row can appear
@@ -665,7 +675,9 @@ struct Taken {
 
 impl TableSource {
     /// `true` while this source holds the queue's lock; turns `false` (for good) when its
-    /// connection broke: stop publishing, the lock may already be another bridge's.
+    /// connection broke: stop publishing, the lock may already be another bridge's. Noticed at
+    /// the next query of the source, or, while it makes none, within about 2 s by a check of
+    /// `pg_locks` (see the [module docs](self)).
     ///
     /// Dropping the source closes its connection, which ends the session and releases the
     /// lock; unacked rows stay unprocessed and the next consumer publishes them first.
