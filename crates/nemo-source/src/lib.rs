@@ -10,7 +10,7 @@
 //! | Redis list (plugin 1.x) | `nemo-redis` | [`DeliveryId::List`] |
 //! | Redis stream | `nemo-redis` | [`DeliveryId::Stream`] |
 //! | Redis pub/sub | `nemo-redis` | [`DeliveryId::PubSub`] |
-//! | PostgreSQL table (plugin 2.x) | `nemo-db` | [`DeliveryId::Row`] |
+//! | PostgreSQL table (plugin 2.x) | `nemo-table-queue` | [`DeliveryId::Row`] |
 //!
 //! Every implementation keeps its own typed error ([`EventSource::Error`]); [`boxed`] erases it
 //! into [`SourceError`] where one program holds either kind.
