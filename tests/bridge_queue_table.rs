@@ -403,6 +403,93 @@ async fn two_bridges_one_queue_standby_takes_over() -> TestResult {
     Ok(())
 }
 
+/// The broker is down, so the active bridge makes no query (nothing it took can be
+/// confirmed), when its lock's connection is terminated: the first bridge reports the lost lock
+/// within seconds on its own — still while the broker is down, so two bridges never publish
+/// the same window — and a bridge wins the freed lock. Once the broker is back, the rows are
+/// published by the active bridge and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_lost_while_the_broker_is_away_is_noticed_within_seconds() -> TestResult {
+    const N: usize = 20;
+    let db = NemoDatabase::postgres_v2();
+    let mut broker = Mosquitto::start()?;
+    let setup_a = Setup::new();
+    let setup_b = Setup::new();
+    let a = start_bridge(&setup_a, &db, &broker, "a");
+    let cfg_b = table_config(
+        setup_b.dir.path(),
+        "b.toml",
+        &db.url(),
+        &broker.url(),
+        setup_b.http,
+        "",
+    );
+    let b = setup_b.bridge(&cfg_b, "b");
+    assert!(
+        b.wait_log(Duration::from_secs(20), |l| l
+            .contains("waiting as standby")),
+        "{}",
+        b.log()
+    );
+    broker.stop();
+    plugin_stream(db.url(), N).await?;
+    // The active bridge took what it could and now waits for the broker.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed = db.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND objid = 1836151924 AND granted",
+    );
+    assert_eq!(killed.trim(), "t", "one session held the lock");
+    let t = Instant::now();
+    assert!(
+        a.wait_log(Duration::from_secs(10), |l| l.contains("lock lost")),
+        "{}",
+        a.tail(30)
+    );
+    let noticed = t.elapsed();
+    assert!(
+        noticed < Duration::from_secs(6),
+        "noticed after {noticed:?}\n{}",
+        a.tail(30)
+    );
+    // The lock is free: a bridge wins it. Usually the standby (it tries every second), but the
+    // first bridge competes again as soon as it gave up, and may win it back; either is right.
+    let won = |l: &str| l.contains("won; this bridge is active");
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until
+        && !b.log().lines().any(won)
+        && a.log().lines().filter(|l| won(l)).count() < 2
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b_won = b.log().lines().any(won);
+    assert!(
+        b_won || a.log().lines().filter(|l| won(l)).count() == 2,
+        "nobody took over\n{}\n--- a:\n{}",
+        b.log(),
+        a.tail(20)
+    );
+    // Nothing was published meanwhile: the broker is still down.
+    assert_eq!(unprocessed(&db), N);
+    broker.restart()?;
+    assert_eq!(
+        wait_processed(&db, Duration::from_secs(30)),
+        0,
+        "{}",
+        b.tail(30)
+    );
+    println!(
+        "lock lost while the broker was away: noticed after {:.2} s; taken over by {}",
+        noticed.as_secs_f64(),
+        if b_won {
+            "the standby"
+        } else {
+            "the first bridge again"
+        }
+    );
+    Ok(())
+}
+
 /// A save on NEMO's MQTT page (plugin 2.x: `NOTIFY nemo_mqtt_reload`) moves the bridge to the
 /// page's new broker at once: the poll is off, so only the notification can do it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

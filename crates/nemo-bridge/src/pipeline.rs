@@ -389,6 +389,14 @@ where
                 } else {
                     self.opts.busy_wait
                 };
+                // A take the source says may block longer than usual (a first query over a
+                // large table) is not a stall: the watchdog allows that much more, for this
+                // take only.
+                let mut allowance = self
+                    .heartbeat
+                    .as_ref()
+                    .zip(self.source.longest_take())
+                    .map(|(h, extra)| Allowance::raise(h, extra));
                 // Idle, the take may wait long (take_wait): a stop meanwhile interrupts it.
                 let (taken, stopped) = match interrupter.as_ref().filter(|_| idle) {
                     Some(interrupter) => {
@@ -400,9 +408,13 @@ where
                     None => tokio::select! {
                         biased;
                         taken = self.source.take(room, wait) => (taken, None),
-                        mode = &mut stop => return self.finish(mode).await,
+                        mode = &mut stop => {
+                            drop(allowance.take());
+                            return self.finish(mode).await;
+                        }
                     },
                 };
+                drop(allowance);
                 match taken {
                     Ok(deliveries) => {
                         if redis_down {
@@ -717,6 +729,35 @@ where
             h.set_active(false);
         }
         std::mem::take(&mut self.report)
+    }
+}
+
+/// A heartbeat's limit raised by the longest a take may block
+/// ([`EventSource::longest_take`]), back to what it was (and a beat) when dropped.
+struct Allowance {
+    heartbeat: Heartbeat,
+    limit: Duration,
+}
+
+impl Allowance {
+    fn raise(heartbeat: &Heartbeat, extra: Duration) -> Allowance {
+        let limit = heartbeat.limit();
+        debug!(
+            extra_s = extra.as_secs(),
+            "queue: the next take may block long; the watchdog allows for it"
+        );
+        heartbeat.set_limit(limit.saturating_add(extra));
+        Allowance {
+            heartbeat: heartbeat.clone(),
+            limit,
+        }
+    }
+}
+
+impl Drop for Allowance {
+    fn drop(&mut self) {
+        self.heartbeat.beat();
+        self.heartbeat.set_limit(self.limit);
     }
 }
 

@@ -449,6 +449,7 @@ async fn works_with_the_mockall_mocks_of_the_seams() {
     source.expect_nack().times(0);
     source.expect_dead_letter().times(0);
     source.expect_interrupter().times(1).returning(|| None);
+    source.expect_longest_take().returning(|| None);
 
     let mut sink = MockEventSink::new();
     sink.expect_publish()
@@ -685,4 +686,119 @@ async fn an_item_taken_as_the_stop_came_is_published_and_acked() {
     let (_, _, published, acked) = stop_while_idle(0, Some("last")).await;
     assert_eq!(published, vec!["last".to_string()]);
     assert_eq!(acked, vec![Bytes::from_static(b"last")]);
+}
+
+/// A source whose first take is one long query (like the table queue's first look at a
+/// large table): it blocks `first_for`, then hands out one item; it says so beforehand
+/// through `longest_take` when `says` is set.
+struct SlowFirstSource {
+    first_for: Duration,
+    says: bool,
+    started: bool,
+    acked: Arc<Mutex<Vec<Bytes>>>,
+}
+
+#[async_trait::async_trait]
+impl EventSource for SlowFirstSource {
+    type Error = RedisError;
+    async fn take(&mut self, _max: usize, _wait: Duration) -> Result<Vec<Delivery>, RedisError> {
+        if self.started {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            return Ok(vec![]);
+        }
+        self.started = true;
+        tokio::time::sleep(self.first_for).await;
+        Ok(vec![Delivery {
+            id: DeliveryId::List,
+            raw: Bytes::from_static(b"first"),
+            redelivered: false,
+        }])
+    }
+    async fn ack(&mut self, d: &[Delivery]) -> Result<(), RedisError> {
+        self.acked
+            .lock()
+            .unwrap()
+            .extend(d.iter().map(|d| d.raw.clone()));
+        Ok(())
+    }
+    async fn nack(&mut self, _d: &[Delivery]) -> Result<(), RedisError> {
+        Ok(())
+    }
+    async fn dead_letter(&mut self, _d: &Delivery, _e: &str) -> Result<(), RedisError> {
+        Ok(())
+    }
+    fn longest_take(&self) -> Option<Duration> {
+        (self.says && !self.started).then_some(self.first_for * 2)
+    }
+}
+
+/// Run a pipeline over a [`SlowFirstSource`] whose first take blocks 600 ms under a watchdog
+/// of 150 ms, until the item is acked (and then a while, idle); what the watchdog saw, and the
+/// limit after the run.
+async fn slow_first_take(says: bool) -> (Option<Duration>, Duration, Vec<Bytes>) {
+    use crate::watchdog::{Heartbeat, Watchdog};
+    let limit = Duration::from_millis(150);
+    let hb = Heartbeat::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _dog = Watchdog::spawn(hb.clone(), limit, move |s| {
+        let _ = tx.send(s);
+    })
+    .unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let source = SlowFirstSource {
+        first_for: Duration::from_millis(600),
+        says,
+        started: false,
+        acked: acked.clone(),
+    };
+    let mut p =
+        Pipeline::new(source, FakeSink::auto(), passthrough, opts(4)).with_heartbeat(hb.clone());
+    let seen = acked.clone();
+    let during = hb.clone();
+    let report = p
+        .run(async move {
+            while seen.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // Idle afterwards for several limits: the allowance must be gone by now.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(
+                during.limit(),
+                Duration::from_millis(150),
+                "back after the take"
+            );
+            StopMode::Drain
+        })
+        .await;
+    assert_eq!(report.acked, 1);
+    let acked = acked.lock().unwrap().clone();
+    (rx.try_recv().ok(), hb.limit(), acked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_first_take_the_source_announced_is_not_a_stall() {
+    let (fired, limit, acked) = slow_first_take(true).await;
+    assert_eq!(fired, None, "the watchdog allowed for the announced take");
+    assert_eq!(limit, Duration::from_millis(150), "the limit is restored");
+    assert_eq!(acked, vec![Bytes::from_static(b"first")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_take_the_source_did_not_announce_is_a_stall() {
+    let (fired, _, _) = slow_first_take(false).await;
+    let silent = fired.expect("the watchdog fired during the unannounced take");
+    assert!(silent > Duration::from_millis(150), "{silent:?}");
+}
+
+/// The allowance is for one take: dropped, the limit is what it was, so that a later take that
+/// blocks without being announced is still caught (the watchdog stays effective).
+#[test]
+fn the_allowance_is_undone_when_dropped() {
+    use crate::watchdog::Heartbeat;
+    let hb = Heartbeat::new();
+    hb.set_limit(Duration::from_secs(90));
+    let a = Allowance::raise(&hb, Duration::from_secs(306));
+    assert_eq!(hb.limit(), Duration::from_secs(396));
+    drop(a);
+    assert_eq!(hb.limit(), Duration::from_secs(90));
 }

@@ -15,6 +15,12 @@
 //! The watchdog only watches while a pipeline runs: a standby waiting for the lease is
 //! [`set_active(false)`](Heartbeat::set_active).
 //!
+//! One wait may legitimately be longer than the limit: a take the source announces through
+//! [`EventSource::longest_take`](nemo_source::EventSource::longest_take) (the table queue's
+//! first query, which reads every processed row, bounded by 300 s). For that one take the
+//! pipeline raises the limit by that much ([`Heartbeat::set_limit`]) and puts it back when the
+//! take returned, so a big backlog is no restart loop and every other wait stays watched.
+//!
 //! ```
 //! use std::time::Duration;
 //! use nemo_bridge::watchdog::{Heartbeat, Watchdog};

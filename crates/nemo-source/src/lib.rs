@@ -10,7 +10,7 @@
 //! | Redis list (plugin 1.x) | `nemo-redis` | [`DeliveryId::List`] |
 //! | Redis stream | `nemo-redis` | [`DeliveryId::Stream`] |
 //! | Redis pub/sub | `nemo-redis` | [`DeliveryId::PubSub`] |
-//! | PostgreSQL table (plugin 2.x) | `nemo-db` | [`DeliveryId::Row`] |
+//! | PostgreSQL table (plugin 2.x) | `nemo-table-queue` | [`DeliveryId::Row`] |
 //!
 //! Every implementation keeps its own typed error ([`EventSource::Error`]); [`boxed`] erases it
 //! into [`SourceError`] where one program holds either kind.
@@ -164,6 +164,13 @@ pub trait EventSource: Send {
     fn interrupter(&self) -> Option<Interrupter> {
         None
     }
+    /// The longest the next `take` may legitimately block when that is longer than the
+    /// source's usual bound (e.g. a first query that must read a large table); `None` (the
+    /// default) when the next take is bounded as usual. A caller that watches its own progress
+    /// (the bridge's watchdog) allows that much more for that one take.
+    fn longest_take(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A backend's error with its type erased (what a [`BoxedSource`] returns). `Display` and
@@ -224,6 +231,9 @@ impl<S: EventSource> EventSource for Erased<S> {
     fn interrupter(&self) -> Option<Interrupter> {
         self.0.interrupter()
     }
+    fn longest_take(&self) -> Option<Duration> {
+        self.0.longest_take()
+    }
 }
 
 /// A boxed source is a source (e.g. `Box<dyn EventSource<Error = E>>`).
@@ -247,6 +257,9 @@ impl<S: EventSource + ?Sized> EventSource for Box<S> {
     }
     fn interrupter(&self) -> Option<Interrupter> {
         (**self).interrupter()
+    }
+    fn longest_take(&self) -> Option<Duration> {
+        (**self).longest_take()
     }
 }
 
@@ -313,6 +326,7 @@ mod tests {
         assert!(e.downcast_ref::<No>().is_some());
         assert_eq!(s.depth().await.unwrap(), None);
         assert!(s.interrupter().is_none());
+        assert_eq!(s.longest_take(), None);
     }
 
     /// The interrupter of a source survives boxing and erasing (the bridge holds a

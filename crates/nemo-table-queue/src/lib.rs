@@ -42,6 +42,16 @@
 //! breaks, the lock is gone with it, the source says so ([`TableSource::held`] turns `false`)
 //! and no ack of this bridge can reach the table after another bridge took over.
 //!
+//! While that connection makes no query (the bridge waits for its broker, so it neither takes
+//! nor acks), a background check notices a lost lock all the same: every 2 s in which the
+//! connection had no successful query, one query on the status pool asks `pg_locks` whether the
+//! source's session still holds the lock (at most 30 a minute, none while rows flow). A check
+//! that cannot reach the database proves nothing and is repeated.
+//!
+//! The first take runs the one query that reads every processed row (where is the oldest
+//! unprocessed row?), bounded by 300 s; until it ran, [`EventSource::longest_take`] says so, and
+//! the bridge's watchdog allows for that one take.
+//!
 //! # Rows that become visible late
 //!
 //! Identity values are handed out at INSERT, rows become visible at COMMIT: a row can appear
@@ -61,7 +71,7 @@
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,6 +115,17 @@ const PURGE_BATCH: i64 = 5_000;
 /// (rows announced while the listening connection was down), whatever `wait` it was given;
 /// also how soon an idle bridge notices that its lock's session broke.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// How often a source whose connection made no query meanwhile checks that the lock is still
+/// its session's (see [`TableSource::held`]): the notice of a lost lock while the pipeline
+/// makes no call (e.g. while the broker is away).
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Whether the session `$3` holds the queue's lock (`$1`, `$2`) in this database: what an idle
+/// source asks on the status pool, not on its own connection (which a take may be using).
+const LOCK_HELD_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+     AND CAST(classid AS BIGINT) = $1 AND CAST(objid AS BIGINT) = $2 AND objsubid = 2 \
+     AND pid = $3 AND granted \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))";
 
 // `ORDER BY q.id`, not `ORDER BY id`: the latter would name the output column (the cast),
 // which no index has, and turn every take into a sequential scan and a sort.
@@ -246,6 +267,7 @@ impl QueueDb {
         QueueLock {
             db: self.clone(),
             conn: None,
+            pid: None,
         }
     }
 
@@ -536,6 +558,8 @@ impl Default for SourceShared {
 pub struct QueueLock {
     db: QueueDb,
     conn: Option<PgConnection>,
+    /// The backend process of `conn` (for the check in [`pg_locks`](LOCK_HELD_SQL)).
+    pid: Option<i32>,
 }
 
 impl QueueLock {
@@ -552,14 +576,20 @@ impl QueueLock {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(false);
         };
-        let q = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
-            .bind(QUEUE_LOCK.0)
-            .bind(QUEUE_LOCK.1)
-            .fetch_one(conn);
+        let q = sqlx::query_as::<_, (bool, i32)>(
+            "SELECT pg_try_advisory_lock($1, $2), pg_backend_pid()",
+        )
+        .bind(QUEUE_LOCK.0)
+        .bind(QUEUE_LOCK.1)
+        .fetch_one(conn);
         match self.db.bounded(QUEUE_TABLE, q).await {
-            Ok(won) => Ok(won),
+            Ok((won, pid)) => {
+                self.pid = Some(pid);
+                Ok(won)
+            }
             Err(e) => {
                 self.conn = None;
+                self.pid = None;
                 Err(e)
             }
         }
@@ -581,8 +611,21 @@ impl QueueLock {
                 url: self.db.url.clone(),
             });
         };
-        let (held, _) = watch::channel(true);
+        let held = Arc::new(watch::channel(true).0);
+        let last_ok = Arc::new(LastOk::default());
+        // Outside a runtime (no task can run) the lost lock is noticed at the next query.
+        let check = match (self.pid, tokio::runtime::Handle::try_current()) {
+            (Some(pid), Ok(rt)) => Some(rt.spawn(check_loop(
+                self.db.clone(),
+                pid,
+                held.clone(),
+                last_ok.clone(),
+            ))),
+            _ => None,
+        };
         Ok(TableSource {
+            last_ok,
+            check,
             rescan_every: self.db.rescan,
             db: self.db,
             conn: Some(conn),
@@ -609,7 +652,11 @@ pub struct TableSource {
     high: i64,
     inflight: BTreeSet<i64>,
     wake: Arc<Wake>,
-    held: watch::Sender<bool>,
+    held: Arc<watch::Sender<bool>>,
+    /// When a query on `conn` last succeeded (the session, and so the lock, was alive).
+    last_ok: Arc<LastOk>,
+    /// The check of the lock while `conn` makes no query (see [`CHECK_EVERY`]).
+    check: Option<tokio::task::JoinHandle<()>>,
     shared: SourceShared,
     rescan_every: Duration,
     /// Where the scan stood at the last two rescans, older first.
@@ -628,7 +675,9 @@ struct Taken {
 
 impl TableSource {
     /// `true` while this source holds the queue's lock; turns `false` (for good) when its
-    /// connection broke: stop publishing, the lock may already be another bridge's.
+    /// connection broke: stop publishing, the lock may already be another bridge's. Noticed at
+    /// the next query of the source, or, while it makes none, within about 2 s by a check of
+    /// `pg_locks` (see the [module docs](self)).
     ///
     /// Dropping the source closes its connection, which ends the session and releases the
     /// lock; unacked rows stay unprocessed and the next consumer publishes them first.
@@ -647,11 +696,15 @@ impl TableSource {
         if self.conn.take().is_some() {
             warn!(error = %e, "database: the queue connection failed; the lock is given up");
         }
-        let _ = self.held.send(false);
+        self.held.send_replace(false);
         e
     }
 
     fn conn(&mut self) -> Result<&mut PgConnection, DbError> {
+        // The check found the lock gone: no query of this source may reach the table again.
+        if !*self.held.borrow() && self.conn.take().is_some() {
+            debug!("database: the queue connection is closed; the lock was lost");
+        }
         match self.conn.as_mut() {
             Some(c) => Ok(c),
             None => Err(DbError::LockLost {
@@ -681,6 +734,7 @@ impl TableSource {
             Ok(r) => r,
             Err(e) => return Err(self.lost(e)),
         };
+        self.last_ok.now();
         let first: Option<i64> = row.try_get("first_unprocessed").ok().flatten();
         let last: Option<i64> = row.try_get("last").ok().flatten();
         let pos = match (first, last) {
@@ -744,7 +798,10 @@ impl TableSource {
             db.bounded(QUEUE_TABLE, q).await
         };
         let rows = match rows {
-            Ok(r) => r,
+            Ok(r) => {
+                self.last_ok.now();
+                r
+            }
             Err(e) => {
                 // Nothing was read: the look-back is still due.
                 self.wake.restore(notified, lost);
@@ -805,6 +862,81 @@ impl TableSource {
             table: QUEUE_TABLE,
             url: self.db.url.clone(),
             reason: one_line(&e),
+        }
+    }
+}
+
+impl Drop for TableSource {
+    fn drop(&mut self) {
+        if let Some(check) = self.check.take() {
+            check.abort();
+        }
+    }
+}
+
+/// When a query on the lock's connection last succeeded, in ms since `epoch`.
+#[derive(Debug)]
+struct LastOk {
+    epoch: std::time::Instant,
+    ms: AtomicU64,
+}
+
+impl Default for LastOk {
+    fn default() -> Self {
+        LastOk {
+            epoch: std::time::Instant::now(),
+            ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LastOk {
+    fn now(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn ago(&self) -> Duration {
+        let then = Duration::from_millis(self.ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(then)
+    }
+}
+
+/// Every [`CHECK_EVERY`] in which the lock's connection made no successful query: ask
+/// `pg_locks` (on the status pool) whether session `pid` still holds the lock, and turn `held`
+/// false for good when it does not (its connection broke, or the server ended the session).
+/// A check that cannot reach the database proves nothing and is repeated: a source's own
+/// failing query gives the lock up as before.
+async fn check_loop(db: QueueDb, pid: i32, held: Arc<watch::Sender<bool>>, last_ok: Arc<LastOk>) {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if !*held.borrow() {
+            return;
+        }
+        if last_ok.ago() < CHECK_EVERY {
+            continue;
+        }
+        let q = sqlx::query_scalar::<_, bool>(LOCK_HELD_SQL)
+            .bind(i64::from(QUEUE_LOCK.0))
+            .bind(i64::from(QUEUE_LOCK.1))
+            .bind(pid)
+            .fetch_one(&db.pool);
+        match db.bounded(QUEUE_TABLE, q).await {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(
+                    pid,
+                    "database: the queue's lock is no longer held by this bridge's session (its connection broke); the lock is given up"
+                );
+                held.send_replace(false);
+                return;
+            }
+            Err(e) => {
+                debug!(error = %e, "database: the queue's lock could not be checked; checking again")
+            }
         }
     }
 }
@@ -878,6 +1010,7 @@ impl EventSource for TableSource {
         if let Err(e) = db.bounded(QUEUE_TABLE, q).await {
             return Err(self.lost(e));
         }
+        self.last_ok.now();
         for id in ids {
             self.inflight.remove(&id);
         }
@@ -897,6 +1030,16 @@ impl EventSource for TableSource {
         }
         self.publish_floor();
         Ok(())
+    }
+
+    /// Until the scan position is known, the next take runs the first query, which reads
+    /// every processed row and may take up to 300 s on a large table.
+    fn longest_take(&self) -> Option<Duration> {
+        match self.pos {
+            // The first query, a take and a look after the wait, each bounded (+0.5 s).
+            None => Some(START_TIMEOUT.max(self.db.timeout) + self.db.timeout * 2 + LOOK_EVERY * 4),
+            Some(_) => None,
+        }
     }
 
     async fn dead_letter(&mut self, delivery: &Delivery, error: &str) -> Result<(), DbError> {
@@ -936,6 +1079,7 @@ impl EventSource for TableSource {
             }
             Err(e) => return Err(self.lost(e)),
         }
+        self.last_ok.now();
         self.inflight.remove(&id);
         if let Ok(mut last) = self.shared.last_error.lock() {
             *last = Some(format!("row {id}: {error}"));

@@ -224,6 +224,76 @@ async fn the_lock_admits_one_consumer_and_passes_on_when_it_dies() {
     assert!(won, "the standby takes over");
 }
 
+/// The backend of the lock's connection terminated while the source makes no call (the
+/// bridge waits for its broker): the source notices within a few seconds on its own
+/// (`held()` turns false), and a standby wins the lock meanwhile; a source that is busy
+/// (took and acked a moment ago) keeps its lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_lost_while_idle_is_noticed_within_seconds() {
+    let pg = v2_database();
+    let mut prod = producer(&pg).await;
+    plugin_insert(&mut prod, 1, 0).await;
+    let db = QueueDb::open(&cfg(&pg)).unwrap();
+    let listener = db.listen();
+    let mut src = open(&db, listener.wake()).await;
+    let held = src.held();
+    let got = src.take(10, Duration::ZERO).await.unwrap();
+    src.ack(&got).await.unwrap();
+    // Idle, but nothing broke: the checks (one every 2 s) find the lock still ours.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        *held.borrow(),
+        "an idle source keeps a lock that is its own"
+    );
+    // Terminate the session that holds the lock, as a server or a network would.
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 1836151924 AND granted",
+    )
+    .fetch_all(&mut prod)
+    .await
+    .unwrap();
+    assert_eq!(pids.len(), 1, "one session holds the lock");
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pids[0])
+        .fetch_one(&mut prod)
+        .await
+        .unwrap();
+    assert!(killed);
+    let t = Instant::now();
+    let mut standby = db.lock();
+    let mut won = false;
+    while !won && t.elapsed() < Duration::from_secs(5) {
+        won = standby.try_acquire().await.unwrap();
+    }
+    assert!(won, "the lock is free for a standby");
+    let mut lost = held.clone();
+    tokio::time::timeout(Duration::from_secs(6), lost.wait_for(|h| !*h))
+        .await
+        .expect("the lost lock is noticed without any call of the pipeline")
+        .unwrap();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    // No query of the first source reaches the table any more.
+    assert!(matches!(
+        src.take(1, Duration::ZERO).await.unwrap_err(),
+        DbError::LockLost { .. }
+    ));
+}
+
+/// Until its first query ran, a source announces that its next take may block long (the
+/// first look at a large table); afterwards its takes are bounded as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_take_is_announced_as_long() {
+    let pg = v2_database();
+    let db = QueueDb::open(&cfg(&pg)).unwrap();
+    let listener = db.listen();
+    let mut src = open(&db, listener.wake()).await;
+    let longest = src.longest_take().expect("the first take is announced");
+    assert!(longest >= Duration::from_secs(300), "{longest:?}");
+    assert!(src.take(10, Duration::ZERO).await.unwrap().is_empty());
+    assert_eq!(src.longest_take(), None);
+}
+
 /// PostgreSQL killed and restarted under an active source: the source reports the lock lost
 /// (its session is gone) and errors instead of acking; unacked rows are still unprocessed, and
 /// a new lock and source publish them again first.
