@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nemo_testkit::{Mosquitto, RedisServer};
-use support::nemo_db::NemoDatabase;
+use support::nemo_db::{NemoDatabase, PluginQueue, table_config};
 use support::standby::{SHARED_ID, connections_as, kicks, list_config, wait_until};
 use support::*;
 
@@ -239,6 +239,105 @@ async fn a_bridge_that_lost_the_lock_leaves_broker_and_status_key_alone() -> Tes
         "{}",
         a.tail(20)
     );
+    Ok(())
+}
+
+/// The same on NEMO's queue table (plugin 2.x, `[nemo] source = "database"`), both bridges
+/// taking the client id from NEMO's configuration row: the standby waits on the table's
+/// advisory lock with no broker connection through 10 s of a 300 rows/s stream; the active one
+/// is `kill -9`ed; its session's lock goes with it and the standby takes over within its lock
+/// poll (1 s), connects once, and every row arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_standby_holds_no_broker_connection_and_takes_over_after_kill9() -> TestResult {
+    const N: usize = 4_500;
+    const ROW_ID: &str = "nemo-bridge-page"; // the client id of the page's row
+    let db = NemoDatabase::postgres_v2();
+    let broker = Mosquitto::start()?;
+    db.insert_configuration_with(broker.port(), None, false);
+    let arrivals = count_arrivals(
+        subscriber(&broker.url(), "table-standby-sub", true).await,
+        N,
+    );
+    let (setup_a, setup_b) = (Setup::new(), Setup::new());
+    let config = |setup: &Setup, name: &str| {
+        // The file's broker does not exist: only the row's settings can work.
+        table_config(
+            setup.dir.path(),
+            name,
+            &db.url(),
+            "mqtt://127.0.0.1:9",
+            setup.http,
+            "",
+        )
+    };
+    let mut a = setup_a.bridge(&config(&setup_a, "a.toml"), "a");
+    assert!(a.wait_ready(Duration::from_secs(20)), "{}", a.log());
+    let mut b = setup_b.bridge(&config(&setup_b, "b.toml"), "b");
+    assert!(
+        b.wait_log(Duration::from_secs(20), |l| l
+            .contains("waiting as standby")),
+        "b is no standby:\n{}",
+        b.log()
+    );
+
+    let producer = tokio::spawn({
+        let url = db.url();
+        async move {
+            let mut q = PluginQueue::connect(&url).await;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for chunk in (0..N).collect::<Vec<_>>().chunks(3) {
+                tick.tick().await;
+                for seq in chunk {
+                    q.publish_seq(*seq).await;
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let log = broker.log();
+    assert!(b.alive(), "the standby ended:\n{}", b.log());
+    assert!(kicks(&log).is_empty(), "kicked: {:?}", kicks(&log));
+    assert_eq!(
+        connections_as(&log, ROW_ID),
+        1,
+        "only the active bridge is connected; broker log:\n{log}"
+    );
+    assert!(!b.log().contains("mqtt: connected"), "{}", b.log());
+    let before = arrivals.lock().unwrap().unique;
+    assert!(before >= 2_000, "{before} rows in 10 s; {}", a.tail(20));
+
+    a.kill9();
+    let took_over = wait_until(Duration::from_secs(10), || {
+        b.log().contains("mqtt: connected")
+    });
+    let took_over = took_over.unwrap_or_else(|| panic!("no take-over:\n{}", b.log()));
+    assert!(
+        took_over <= Duration::from_secs(3),
+        "take-over after {took_over:?}"
+    );
+    producer.await?;
+    let complete = wait_until(Duration::from_secs(30), || {
+        arrivals.lock().unwrap().complete()
+    });
+    let (unique, missing) = {
+        let a = arrivals.lock().unwrap();
+        (a.unique, a.missing())
+    };
+    println!(
+        "table standby: {before} rows before the kill, take-over (connected) {took_over:?} \
+         after it; {unique} of {N} delivered"
+    );
+    assert!(
+        complete.is_some(),
+        "lost {} (first {:?}); b:\n{}",
+        missing.len(),
+        &missing[..missing.len().min(20)],
+        b.tail(30)
+    );
+    let log = broker.log();
+    assert!(kicks(&log).is_empty(), "kicked: {:?}", kicks(&log));
+    assert_eq!(connections_as(&log, ROW_ID), 2, "{log}");
+    b.kill9();
     Ok(())
 }
 
