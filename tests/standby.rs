@@ -173,7 +173,7 @@ async fn a_bridge_that_lost_the_lock_leaves_broker_and_status_key_alone() -> Tes
     let mut status_sub = {
         let cfg = nemo_mqtt::MqttConfig {
             client_id: "standby-status-sub".into(),
-            ..nemo_mqtt::MqttConfig::for_url(&broker.url())
+            ..nemo_mqtt::MqttConfig::for_url(broker.url())
         };
         nemo_mqtt::Subscriber::connect(cfg, &["test/bridge/status"], nemo_events::Qos::AtLeastOnce)
             .await?
