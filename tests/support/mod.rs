@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 pub mod nemo_db;
+pub mod standby;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

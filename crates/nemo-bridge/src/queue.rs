@@ -47,6 +47,8 @@ pub(crate) struct RedisQueue {
     redis: Redis,
     mode: nemo_redis::Mode,
     lease_on: bool,
+    /// `true` while this bridge may write the status key: it holds the lease (or needs none).
+    active: watch::Sender<bool>,
     control_task: tokio::task::JoinHandle<()>,
     stats_task: tokio::task::JoinHandle<()>,
     refresher_task: tokio::task::JoinHandle<Option<StatusRefresher>>,
@@ -256,6 +258,7 @@ impl Queue {
                     Held::Redis(k) => Some(k.watch()),
                     _ => None,
                 };
+                let _ = q.active.send(true);
                 Ok(Consumer {
                     source: boxed(q.redis.source().await?),
                     lock: Lock { held, watch },
@@ -302,6 +305,9 @@ impl Queue {
     pub(crate) async fn lost(&self, lock: Lock) {
         match lock.held {
             Held::Redis(k) => {
+                if let Queue::Redis(q) = self {
+                    let _ = q.active.send(false);
+                }
                 let _ = k.stop().await;
             }
             Held::Table => {
@@ -415,19 +421,78 @@ impl RedisQueue {
         };
 
         // Compat status key, refreshed in the background; follows the broker state. Written
-        // from the first broker state on: a standby has no broker connection and leaves the
-        // key to the active bridge.
+        // only while this bridge holds the lease, from the first broker state on: a standby
+        // has no broker connection and leaves the key to the active bridge, and so does a
+        // bridge that lost the lease (its last `disconnected` would overwrite the `connected`
+        // of the one that holds it now).
         let status_key = redis.status_key();
+        let (active, mut active_rx) = watch::channel(!cfg.lease_enabled());
+        let grace = (cfg.lease_ttl() / 3).clamp(Duration::from_millis(100), Duration::from_secs(1));
         let refresher_task = tokio::spawn(async move {
-            if status_rx.changed().await.is_err() {
-                return None;
-            }
-            let refresher = status_key.spawn_refresher(*status_rx.borrow_and_update());
-            loop {
-                if status_rx.changed().await.is_err() {
-                    return Some(refresher);
+            'held: loop {
+                // Standby: what happens to the broker state meanwhile is not ours to tell.
+                while !*active_rx.borrow_and_update() {
+                    tokio::select! {
+                        biased;
+                        a = active_rx.changed() => if a.is_err() { return None },
+                        s = status_rx.changed() => {
+                            if s.is_err() {
+                                return None;
+                            }
+                            status_rx.borrow_and_update();
+                        }
+                    }
                 }
-                refresher.set(*status_rx.borrow_and_update());
+                // Active: from the first broker state on.
+                let first = tokio::select! {
+                    biased;
+                    a = active_rx.changed() => {
+                        if a.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                    s = status_rx.changed() => s,
+                };
+                if first.is_err() {
+                    return None;
+                }
+                let refresher = status_key
+                    .clone()
+                    .spawn_refresher(*status_rx.borrow_and_update());
+                loop {
+                    tokio::select! {
+                        biased;
+                        a = active_rx.changed() => {
+                            if a.is_err() || !*active_rx.borrow_and_update() {
+                                // Lease lost: stop writing, without a last word.
+                                drop(refresher);
+                                break;
+                            }
+                        }
+                        s = status_rx.changed() => {
+                            if s.is_err() {
+                                return Some(refresher);
+                            }
+                            let status = *status_rx.borrow_and_update();
+                            // A bridge frozen past its lease finds its broker connection
+                            // closed (the successor connected with the same client id) a
+                            // moment before it finds the lease gone: a `disconnected` waits
+                            // for the lease keeper's next renewal before it is written.
+                            if status == BridgeStatus::Disconnected {
+                                tokio::select! {
+                                    biased;
+                                    _ = active_rx.wait_for(|a| !*a) => {
+                                        drop(refresher);
+                                        continue 'held;
+                                    }
+                                    _ = tokio::time::sleep(grace) => {}
+                                }
+                            }
+                            refresher.set(status);
+                        }
+                    }
+                }
             }
         });
 
@@ -478,6 +543,7 @@ impl RedisQueue {
             redis,
             mode: redis_cfg.mode,
             lease_on: cfg.lease_enabled(),
+            active,
             control_task,
             stats_task,
             refresher_task,
