@@ -142,7 +142,7 @@ impl Default for PipelineOptions {
                 ..BackoffConfig::default()
             },
             batch: 0,
-            final_timeout: Duration::from_millis(500),
+            final_timeout: Duration::from_millis(400),
         }
     }
 }
@@ -341,14 +341,26 @@ where
             if let Some(mode) = (&mut stop).now_or_never() {
                 return self.finish(mode).await;
             }
-            // A stop ends a call to a server that does not answer: the items stay in flight
-            // and the stop acks or returns them (an ack that went through is repeated harmlessly).
-            let acked = tokio::select! {
-                biased;
-                r = self.ack_heads(failing) => r,
-                mode = &mut stop => return self.finish(mode).await,
+            // A stop gives a call in progress CALL_GRACE to end (a server that answers does so in
+            // milliseconds, and its result counts); a server that does not answer cannot hold
+            // the stop: the call is abandoned and the items stay in flight for the stop.
+            let mut stopped = None;
+            let acked = {
+                let ack = self.ack_heads(failing);
+                tokio::pin!(ack);
+                tokio::select! {
+                    biased;
+                    r = &mut ack => Some(r),
+                    mode = &mut stop => {
+                        stopped = Some(mode);
+                        tokio::time::timeout(CALL_GRACE, &mut ack).await.ok()
+                    }
+                }
             };
-            if let Err(e) = acked {
+            if let Some(mode) = stopped {
+                return self.finish(mode).await;
+            }
+            if let Some(Err(e)) = acked {
                 if !redis_down {
                     warn!(error = %e, "queue: ack failed; retrying");
                     redis_down = true;
@@ -392,7 +404,7 @@ where
                 // A take the source says may block longer than usual (a first query over a
                 // large table) is not a stall: the watchdog allows that much more, for this
                 // take only.
-                let mut allowance = self
+                let allowance = self
                     .heartbeat
                     .as_ref()
                     .zip(self.source.longest_take())
@@ -403,16 +415,21 @@ where
                         interruptible_take(&mut self.source, room, wait, interrupter, &mut stop)
                             .await
                     }
-                    // A stop abandons the call: what it may have moved stays in the queue's
-                    // processing state and is taken first at the next start.
-                    None => tokio::select! {
-                        biased;
-                        taken = self.source.take(room, wait) => (taken, None),
-                        mode = &mut stop => {
-                            drop(allowance.take());
-                            return self.finish(mode).await;
+                    // A stop gives the take CALL_GRACE to end, and what it took is admitted and
+                    // handled by the stop; past that it is abandoned, and what it may have moved
+                    // stays in the queue's processing state, taken first at the next start.
+                    None => {
+                        let take = self.source.take(room, wait);
+                        tokio::pin!(take);
+                        tokio::select! {
+                            biased;
+                            taken = &mut take => (taken, None),
+                            mode = &mut stop => match tokio::time::timeout(CALL_GRACE, &mut take).await {
+                                Ok(taken) => (taken, Some(mode)),
+                                Err(_) => (Ok(Vec::new()), Some(mode)),
+                            },
                         }
-                    },
+                    }
                 };
                 drop(allowance);
                 match taken {
@@ -780,7 +797,13 @@ fn short_prefix(raw: &[u8]) -> String {
 const INTERRUPT_AGAIN: Duration = Duration::from_millis(100);
 
 /// How long an interrupted take may take to return before the stop abandons it.
-const INTERRUPT_GRACE: Duration = Duration::from_millis(500);
+const INTERRUPT_GRACE: Duration = Duration::from_millis(300);
+
+/// How long a call to the queue in progress when a stop comes (an ack, a take while items are
+/// in flight) may take to end before the stop abandons it. A server that answers ends it in
+/// milliseconds, so its result is used (a reload goes on with the same source, which must not
+/// lose track of what the call moved); one that does not answer cannot hold the stop.
+const CALL_GRACE: Duration = Duration::from_millis(300);
 
 /// `source.take(max, wait)`, interrupted if `stop` resolves meanwhile: then the take is still
 /// awaited — it returns early, and what it took is admitted and handled by the stop like

@@ -149,6 +149,15 @@ pub async fn run(
                     cfg = live.cfg.clone();
                     live.close(tokio::time::Instant::now() + TEARDOWN, false)
                         .await;
+                    // Let the standby that may have taken over try first (a stop still ends
+                    // the wait; a reload is applied when this bridge is active again).
+                    tokio::select! {
+                        c = controls.recv() => if !matches!(c, Some(Control::Reload(_))) {
+                            stop_at = tokio::time::Instant::now();
+                            break 'compete;
+                        },
+                        _ = tokio::time::sleep(AFTER_LOSS) => {}
+                    }
                     continue 'compete;
                 }
             }
@@ -175,6 +184,10 @@ pub async fn run(
     info!("stopped");
     Ok(())
 }
+
+/// How long a bridge that lost the lock waits before it competes again, so that the standby
+/// that took over (it tries every second) is not pushed out again at once.
+const AFTER_LOSS: std::time::Duration = std::time::Duration::from_millis(1_500);
 
 /// Why a pipeline run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
