@@ -121,7 +121,12 @@ impl Live {
             .msglog
             .as_ref()
             .map_or_else(LogTap::off, MessageLog::tap);
-        LoggedSink::new(self.publisher.clone(), tap)
+        let sink = LoggedSink::new(self.publisher.clone(), tap);
+        // The tool-state documents are the bridge's own: NEMO's message log leaves them out.
+        match TopicMapper::from_config(&self.cfg.topics) {
+            Ok(mapper) => sink.without_state_documents(Arc::new(mapper)),
+            Err(_) => sink,
+        }
     }
 
     /// The options of the next pipeline run.

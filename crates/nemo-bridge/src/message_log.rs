@@ -170,18 +170,40 @@ async fn write_loop(store: Arc<dyn NemoStore>, keep: u64, mut rx: mpsc::Receiver
 pub struct LoggedSink<K> {
     inner: K,
     tap: LogTap,
+    /// The bridge's own documents (tool-state topics), which stay out of the log.
+    own: Option<std::sync::Arc<nemo_topics::TopicMapper>>,
 }
 
 impl<K> LoggedSink<K> {
     /// `inner`, logged to `tap` ([`LogTap::off`] = pass through).
     pub fn new(inner: K, tap: LogTap) -> Self {
-        LoggedSink { inner, tap }
+        LoggedSink {
+            inner,
+            tap,
+            own: None,
+        }
+    }
+
+    /// Leave the tool-state documents of `mapper` out of the log: NEMO's message log holds
+    /// the events the plugin queued, as the plugin's own bridge writes it, not the documents
+    /// the bridge adds of its own.
+    pub fn without_state_documents(
+        mut self,
+        mapper: std::sync::Arc<nemo_topics::TopicMapper>,
+    ) -> Self {
+        self.own = Some(mapper);
+        self
     }
 }
 
 impl<K: EventSink> EventSink for LoggedSink<K> {
     fn publish(&self, msg: OutMessage) -> Confirm {
-        if self.tap.0.is_none() {
+        if self.tap.0.is_none()
+            || self
+                .own
+                .as_ref()
+                .is_some_and(|m| m.is_state_topic(&msg.topic))
+        {
             return self.inner.publish(msg);
         }
         // The place is taken now, in publication order; the entry fills it when the broker
@@ -287,6 +309,38 @@ mod tests {
         assert!(w[1].error_message.is_some());
         assert_eq!(w[0].payload, "{\"seq\": 0}");
         assert_eq!(w[0].qos, 1);
+    }
+
+    #[tokio::test]
+    async fn the_bridges_own_state_documents_stay_out_of_the_log() {
+        let written = Arc::new(Mutex::new(Vec::<LogEntry>::new()));
+        let mut store = MockNemoStore::new();
+        let w = written.clone();
+        store.expect_append_message_log().returning(move |e| {
+            w.lock().unwrap().extend_from_slice(e);
+            Ok(())
+        });
+        let log = MessageLog::spawn(Arc::new(store), 0);
+        let mut sink = MockEventSink::new();
+        sink.expect_publish()
+            .times(2)
+            .returning(|_| Box::pin(async { Ok(()) }));
+        let mapper = Arc::new(nemo_topics::TopicMapper::default());
+        let logged = LoggedSink::new(sink, log.tap()).without_state_documents(mapper);
+        let event = msg(7);
+        let state = OutMessage {
+            topic: "nemo/tools/7/state".into(),
+            retain: true,
+            ..msg(7)
+        };
+        // Both are published; only the event the plugin queued is logged.
+        logged.publish(event).await.unwrap();
+        logged.publish(state).await.unwrap();
+        drop(logged);
+        log.close(Duration::from_secs(5)).await;
+        let w = written.lock().unwrap();
+        let topics: Vec<&str> = w.iter().map(|e| e.topic.as_str()).collect();
+        assert_eq!(topics, ["nemo/tools/7/enabled"]);
     }
 
     #[tokio::test]

@@ -144,6 +144,8 @@ pub struct TopicMapper {
 struct StateTopics {
     template: Template,
     retain: bool,
+    /// The template's levels, `{prefix}` filled in (for [`TopicMapper::is_state_topic`]).
+    levels: Vec<String>,
 }
 
 impl Default for TopicMapper {
@@ -257,6 +259,12 @@ impl TopicMapper {
             Some(StateTopics {
                 template: template(|| "state_template".to_owned(), &cfg.state_template, None)?,
                 retain: cfg.state_retain,
+                levels: cfg
+                    .state_template
+                    .replace("{prefix}", &cfg.prefix)
+                    .split('/')
+                    .map(str::to_owned)
+                    .collect(),
             })
         } else {
             None
@@ -270,6 +278,35 @@ impl TopicMapper {
             fallback,
             state,
         })
+    }
+
+    /// Whether `topic` is one of the tool-state documents this mapper adds (`state_template`;
+    /// never when `state_topics` is off): documents of the bridge's own, not events the plugin
+    /// queued, so NEMO's message log leaves them out. A placeholder matches one topic level.
+    ///
+    /// ```
+    /// let m = nemo_topics::TopicMapper::default();
+    /// assert!(m.is_state_topic("nemo/tools/12/state"));
+    /// assert!(!m.is_state_topic("nemo/tools/12/enabled"));
+    /// assert!(!m.is_state_topic("nemo/tools/12/x/state"));
+    /// ```
+    pub fn is_state_topic(&self, topic: &str) -> bool {
+        let Some(state) = &self.state else {
+            return false;
+        };
+        let levels: Vec<&str> = topic.split('/').collect();
+        levels.len() == state.levels.len()
+            && state.levels.iter().zip(&levels).all(|(want, got)| {
+                match (want.find('{'), want.rfind('}')) {
+                    (Some(open), Some(close)) => {
+                        let (head, tail) = (&want[..open], &want[close + 1..]);
+                        got.len() > head.len() + tail.len()
+                            && got.starts_with(head)
+                            && got.ends_with(tail)
+                    }
+                    _ => want == got,
+                }
+            })
     }
 
     /// The publications for a queue item (a v1 item from the plugin, which carries its topic).
