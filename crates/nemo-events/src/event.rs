@@ -41,7 +41,7 @@ pub struct EventKind {
     pub topic: &'static str,
     /// The members the plugin puts in its payload besides `"event"`, in the plugin's order.
     /// A subset of the fields of the kind's struct (enabled and disabled share
-    /// [`ToolUsage`](crate::ToolUsage) but carry `start_time` and `end_time` respectively).
+    /// [`ToolUsage`] but carry `start_time` and `end_time` respectively).
     pub members: &'static [&'static str],
     /// What happened, in the words a person reads on the monitor's line (`"IN USE"`,
     /// `"FREE"`, `"tool updated"`).
