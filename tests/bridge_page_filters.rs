@@ -396,3 +396,70 @@ async fn sqlite_written_by_a_second_process_meanwhile_sees_no_lock_error() -> Te
     );
     Ok(())
 }
+
+/// NEMO's message log holds the events the plugin queued, as the plugin's own bridge writes it:
+/// the retained tool-state documents the bridge adds of its own are published, not logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_log_leaves_the_bridges_state_documents_out() -> TestResult {
+    const N: usize = 20;
+    let rig = Rig::new(NemoDatabase::sqlite(), true);
+    let mut sub = subscriber(&rig.broker.url(), "state-log-sub", false).await;
+    let cfg = rig.setup.config(
+        "state-log.toml",
+        &rig.redis.url(),
+        "mqtt://127.0.0.1:9",
+        "",
+        &format!(
+            "\n[nemo]\ndatabase_url = \"{}\"\npoll_s = 1\n",
+            rig.db.url()
+        ),
+    );
+    // This test is about the state documents: turn them back on.
+    let text =
+        std::fs::read_to_string(&cfg)?.replace("state_topics = false", "state_topics = true");
+    std::fs::write(&cfg, text)?;
+    let bridge = rig.setup.bridge(&cfg, "state-log");
+    assert!(
+        bridge.wait_ready(Duration::from_secs(20)),
+        "{}",
+        bridge.log()
+    );
+    let prod = producer(&rig.redis).await;
+    let items: Vec<String> = (0..N)
+        .map(|s| item("tool_enabled", &format!("nemo/tools/{}/enabled", s % 5), s))
+        .collect();
+    prod.enqueue_raw_many(&items).await?;
+    let events = |g: &[Received]| g.iter().filter(|m| m.topic.ends_with("/enabled")).count();
+    let got = collect(&mut sub, Duration::from_secs(20), |g| events(g) >= N).await;
+    assert_eq!(events(&got), N, "{}", bridge.log());
+    assert!(
+        got.iter().any(|m| m.topic.ends_with("/state")),
+        "the state documents are published: {}",
+        bridge.log()
+    );
+    // The log catches up behind the confirmations: wait (bounded) for the N events.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let rows = rig
+            .db
+            .query("SELECT topic FROM nemo_mqtt_mqttmessagelog ORDER BY id");
+        if rows.lines().count() >= N {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give a state document that would follow its event a moment to be written too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let topics = rig
+        .db
+        .query("SELECT topic FROM nemo_mqtt_mqttmessagelog ORDER BY id")
+        .lines()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    assert_eq!(topics.len(), N, "only the events: {topics:?}");
+    assert!(
+        topics.iter().all(|t| t.ends_with("/enabled")),
+        "no state document in NEMO's message log: {topics:?}"
+    );
+    Ok(())
+}
