@@ -262,8 +262,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn confirmed_and_failed_publications_are_written_in_order_and_trimmed() {
+    /// A store that keeps every appended entry, and the entries.
+    fn recording_store() -> (MockNemoStore, Arc<Mutex<Vec<LogEntry>>>) {
         let written = Arc::new(Mutex::new(Vec::<LogEntry>::new()));
         let mut store = MockNemoStore::new();
         let w = written.clone();
@@ -271,6 +271,12 @@ mod tests {
             w.lock().unwrap().extend_from_slice(e);
             Ok(())
         });
+        (store, written)
+    }
+
+    #[tokio::test]
+    async fn confirmed_and_failed_publications_are_written_in_order_and_trimmed() {
+        let (mut store, written) = recording_store();
         store
             .expect_trim_message_log()
             .withf(|keep| *keep == 3)
@@ -313,13 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_bridges_own_state_documents_stay_out_of_the_log() {
-        let written = Arc::new(Mutex::new(Vec::<LogEntry>::new()));
-        let mut store = MockNemoStore::new();
-        let w = written.clone();
-        store.expect_append_message_log().returning(move |e| {
-            w.lock().unwrap().extend_from_slice(e);
-            Ok(())
-        });
+        let (store, written) = recording_store();
         let log = MessageLog::spawn(Arc::new(store), 0);
         let mut sink = MockEventSink::new();
         sink.expect_publish()
@@ -345,13 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn entries_keep_publication_order_whatever_order_confirmations_are_polled_in() {
-        let written = Arc::new(Mutex::new(Vec::<LogEntry>::new()));
-        let mut store = MockNemoStore::new();
-        let w = written.clone();
-        store.expect_append_message_log().returning(move |e| {
-            w.lock().unwrap().extend_from_slice(e);
-            Ok(())
-        });
+        let (store, written) = recording_store();
         let log = MessageLog::spawn(Arc::new(store), 0);
         // Each publication is confirmed when its gate opens.
         let gates = Arc::new(Mutex::new(Vec::<oneshot::Sender<()>>::new()));
