@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine lacks to build and test nemo-mqtt:
 # redis-server, mosquitto (+ clients), cmake (paho-mqtt's bundled C library),
-# libssl-dev, pkg-config, chromium (the monitor's browser test), python3
-# (the Django example), postgresql (nemo-testkit's private PostgreSQL servers;
+# libssl-dev, pkg-config, chromium (the browser tests), python3 and python3-venv
+# (the Django example; NEMO 8.1.5 from PyPI for tests/nemo_pages.rs), postgresql (nemo-testkit's private PostgreSQL servers;
 # the tests never use the cluster the package may start) and sqlite3 (tests write
 # to a SQLite file from a second process).
 # Idempotent: installs only what is missing. Needs root (or sudo).
@@ -28,6 +28,8 @@ have_cmd pkg-config        || missing+=(pkg-config)
 have_pkg libssl-dev        || missing+=(libssl-dev)
 have_cmd chromium          || missing+=(chromium)
 have_cmd python3           || missing+=(python3)   # runs the Django example in the tests
+# NEMO's own pages (tests/nemo_pages.rs) run a real NEMO in a venv: python3 -m venv needs ensurepip.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 have_initdb                || missing+=(postgresql) # initdb + postgres for nemo-testkit::PostgresServer
 have_cmd sqlite3           || missing+=(sqlite3)   # the sqlite3 CLI
 

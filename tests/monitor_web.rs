@@ -8,8 +8,8 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use monitor_support::{Pub, api_state, figures, http_get, monitor, payload, wait_for};
-use nemo_testkit::{Mosquitto, free_port};
+use monitor_support::{Pub, api_state, figures, http_get, monitor, payload};
+use nemo_testkit::{Mosquitto, free_port, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -250,22 +250,10 @@ fn token_is_required_off_loopback_and_enforced() {
     assert_eq!(http_get(port, "/?token=s3cret+t", None).unwrap().0, 200);
 }
 
-fn chromium() -> String {
-    for name in [
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ] {
-        if nemo_testkit::have_binary(name) {
-            return name.to_owned();
-        }
-    }
-    panic!(
-        "the browser test needs a headless Chromium and none was found on PATH \
-         (tried chromium, chromium-browser, google-chrome). On Debian/Ubuntu: \
-         `apt-get install -y chromium`. CI installs it; this test does not skip."
-    );
+fn chromium() -> std::path::PathBuf {
+    nemo_testkit::browser::chromium().unwrap_or_else(|e| {
+        panic!("the browser test needs a headless Chromium ({e}); CI installs it; this test does not skip.")
+    })
 }
 
 /// The page is loaded in a real headless Chromium; an event published only after
@@ -297,17 +285,8 @@ fn browser_shows_event_published_after_load() {
 
     let profile = tempfile::tempdir().unwrap();
     let mut chrome = Command::new(&browser)
+        .args(nemo_testkit::browser::headless_args(profile.path()))
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-            "--no-first-run",
-            "--mute-audio",
-            &format!("--user-data-dir={}", profile.path().display()),
             "--virtual-time-budget=3000",
             "--dump-dom",
             &format!("http://127.0.0.1:{port}/?close_after=1"),
@@ -316,7 +295,7 @@ fn browser_shows_event_published_after_load() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {browser}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", browser.display()));
     let mut out = chrome.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut dom = String::new();

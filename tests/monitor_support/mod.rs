@@ -196,20 +196,6 @@ pub fn api_state(port: u16, bearer: Option<&str>) -> Option<serde_json::Value> {
     }
 }
 
-/// Poll `f` every 100 ms until it returns `Some`, or panic with `what`.
-pub fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {within:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Fixture payload from payloads.json by kind, as compact JSON text.
 pub fn payload(kind: &str) -> String {
     let text = nemo_testkit::fixture("payloads.json").unwrap();

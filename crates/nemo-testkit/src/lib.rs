@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 mod bench;
+pub mod browser;
 mod certs;
 mod mosquitto;
 mod postgres;
@@ -91,4 +92,28 @@ pub fn fixture(name: &str) -> Result<String, HarnessError> {
 /// ```
 pub fn have_binary(name: &str) -> bool {
     process::find_binary(name).is_some()
+}
+
+/// Poll `f` every 100 ms until it returns `Some`, and return that; panic naming `what` once
+/// `within` has passed (a test helper: the panic is the test's failure message).
+///
+/// ```
+/// let mut tries = 0;
+/// let n = nemo_testkit::wait_for(std::time::Duration::from_secs(5), "the third try", || {
+///     tries += 1;
+///     (tries == 3).then_some(tries)
+/// });
+/// assert_eq!(n, 3);
+/// ```
+pub fn wait_for<T>(within: std::time::Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -29,6 +29,9 @@ pub enum HarnessError {
     /// Certificate generation failed.
     #[error("certificate generation failed: {0}")]
     Certs(String),
+    /// The browser failed to load a page, or took too long.
+    #[error("headless browser: {0}")]
+    Browser(String),
     /// The server handle was used after it was stopped for good.
     #[error("{0} is not running")]
     NotRunning(&'static str),
