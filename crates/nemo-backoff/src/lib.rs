@@ -40,9 +40,11 @@
 mod backoff;
 mod clock;
 mod config;
+mod outage;
 mod retry;
 
 pub use backoff::Backoff;
 pub use clock::{Clock, SystemClock};
 pub use config::{BackoffConfig, ConfigError, Jitter};
+pub use outage::Outage;
 pub use retry::{RetryDecision, RetryError, Sleeper, TokioSleeper, retry, retry_with};

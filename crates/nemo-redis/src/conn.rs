@@ -90,10 +90,10 @@ impl Redis {
     ) -> Result<Redis, RedisError> {
         cfg.validate()?;
         let mut delays = backoff.build();
-        // What the last failed attempt waited for: one warning per outage (and one more
-        // when that changes, e.g. the sentinels answer but their master is not up yet);
-        // the attempts in between are logged at debug level only.
-        let mut waiting: Option<(String, std::time::Instant)> = None;
+        // One warning per outage (and one more when what it waits for changes, e.g. the
+        // sentinels answer but their master is not up yet); the attempts in between are
+        // logged at debug level only.
+        let mut outage = nemo_backoff::Outage::default();
         let client = loop {
             let client = builder(cfg, backoff)?
                 .build()
@@ -104,10 +104,8 @@ impl Redis {
                     Some(d) => {
                         let what = waiting_for(cfg, &e);
                         let delay_ms = d.as_millis() as u64;
-                        if waiting.as_ref().is_none_or(|(w, _)| *w != what) {
+                        if outage.waiting_for(&what) {
                             tracing::warn!(url = %cfg.redacted_url(), error = %e, "redis: cannot connect; retrying with backoff ({} to {} ms apart) until it answers: waiting for {what}", backoff.initial_ms, backoff.max_ms);
-                            let since = waiting.map_or_else(std::time::Instant::now, |(_, t)| t);
-                            waiting = Some((what, since));
                         } else {
                             tracing::debug!(error = %e, delay_ms, "redis: still waiting for {what}");
                         }
@@ -118,8 +116,8 @@ impl Redis {
                 Err(e) => return Err(e),
             }
         };
-        if let Some((_, since)) = waiting {
-            tracing::info!(url = %cfg.redacted_url(), waited_ms = since.elapsed().as_millis() as u64, "redis: reachable after {:.1} s", since.elapsed().as_secs_f64());
+        if let Some(waited) = outage.ended() {
+            tracing::info!(url = %cfg.redacted_url(), waited_ms = waited.as_millis() as u64, "redis: reachable after {:.1} s", waited.as_secs_f64());
         }
         tracing::info!(url = %cfg.redacted_url(), mode = %cfg.mode, key = %cfg.key, "redis: connected");
         Ok(Redis {
