@@ -9,6 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use nemo_testkit::{Mosquitto, RedisSentinelSet, RedisServer, SentinelPorts};
+use support::nemo_db::{NemoDatabase, PluginQueue, table_config};
 use support::*;
 
 /// Lines of the bridge's log that announce a wait for Redis.
@@ -221,5 +222,198 @@ async fn refused_redis_credentials_still_end_the_bridge_at_once() -> TestResult 
     let log = bridge.log();
     assert!(log.contains("WRONGPASS"), "{log}");
     assert_eq!(redis_waits(&log), 0, "{log}");
+    Ok(())
+}
+
+/// Plugin 2.x: the queue is NEMO's database, which comes up after the bridge. The bridge waits
+/// (alive, not ready, saying so), then serves the rows queued meanwhile and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_started_before_its_table_queues_database_waits_then_serves() -> TestResult {
+    const N: usize = 40;
+    let mut db = NemoDatabase::postgres_v2();
+    db.server().stop();
+    let broker = Mosquitto::start()?;
+    let mut sub = subscriber(&broker.url(), "table-boot-sub", false).await;
+    let setup = Setup::new();
+    let cfg = table_config(
+        setup.dir.path(),
+        "table-boot.toml",
+        &db.url(),
+        &broker.url(),
+        setup.http,
+        "",
+    );
+    let mut bridge = setup.bridge(&cfg, "table-boot");
+
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(bridge.alive(), "the bridge exited:\n{}", bridge.log());
+    assert!(
+        !matches!(bridge.get("/readyz"), Some((200, _))),
+        "ready without its queue:\n{}",
+        bridge.log()
+    );
+    let waits = bridge.log();
+    assert!(
+        waits
+            .lines()
+            .any(|l| l.contains("retry") || l.contains("waiting")),
+        "it does not say what it waits for:\n{waits}"
+    );
+
+    db.server().restart()?;
+    let mut queue = PluginQueue::connect(&db.url()).await;
+    for seq in 0..N / 2 {
+        queue.publish_seq(seq).await;
+    }
+    assert!(
+        bridge.wait_ready(Duration::from_secs(20)),
+        "not ready after NEMO's database came up:\n{}",
+        bridge.log()
+    );
+    for seq in N / 2..N {
+        queue.publish_seq(seq).await;
+    }
+    let got = collect(&mut sub, Duration::from_secs(20), |g| g.len() >= N).await;
+    let mut arrived = Arrivals::new(N);
+    for m in &got {
+        arrived.note(seq_of(m));
+    }
+    assert!(
+        arrived.complete(),
+        "missing {:?}:\n{}",
+        arrived.missing(),
+        bridge.log()
+    );
+    bridge.signal("-TERM");
+    assert_eq!(
+        bridge.wait_exit(Duration::from_secs(10)),
+        Some(Some(0)),
+        "{}",
+        bridge.log()
+    );
+    Ok(())
+}
+
+/// Plugin 1.x with `[nemo] database_url`: NEMO's database comes up after the bridge, and the
+/// broker is known only from NEMO's page (the file names a port nothing listens on). The
+/// bridge waits, then takes the page's broker from the row and serves. With `redis_later`,
+/// Redis comes up last, 3 s after NEMO's database.
+async fn nemos_database_after_the_bridge(redis_later: bool) -> TestResult {
+    const N: usize = 20;
+    let tag = if redis_later {
+        "nemo-db-redis-boot"
+    } else {
+        "nemo-db-boot"
+    };
+    let mut redis = RedisServer::start()?;
+    let broker = Mosquitto::start()?;
+    let mut db = NemoDatabase::postgres();
+    db.insert_configuration_with(broker.port(), None, false);
+    db.server().stop();
+    if redis_later {
+        redis.stop();
+    }
+    let mut sub = subscriber(&broker.url(), &format!("{tag}-sub"), false).await;
+    let setup = Setup::new();
+    let cfg = setup.config(
+        &format!("{tag}.toml"),
+        &redis.url_db(1),
+        "mqtt://127.0.0.1:9",
+        "",
+        // The first read gives up after 2 s: the bridge starts on the file's settings.
+        &format!(
+            "[nemo]\ndatabase_url = \"{}\"\npoll_s = 1\ntimeout_s = 2\n",
+            db.url()
+        ),
+    );
+    let mut bridge = setup.bridge(&cfg, tag);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(bridge.alive(), "the bridge exited:\n{}", bridge.log());
+
+    db.server().restart()?;
+    if redis_later {
+        // NEMO's database is up, Redis still is not.
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(bridge.alive(), "the bridge exited:\n{}", bridge.log());
+        redis.restart()?;
+    }
+    assert!(
+        bridge.wait_ready(Duration::from_secs(30)),
+        "not ready after NEMO's database came up:\n{}",
+        bridge.log()
+    );
+    let log = bridge.log();
+    assert!(
+        log.contains("using the file's settings"),
+        "the first read did not give up:\n{log}"
+    );
+    push_and_receive(&redis.url_db(1), &mut sub, N, &log).await;
+    bridge.signal("-TERM");
+    assert_eq!(
+        bridge.wait_exit(Duration::from_secs(10)),
+        Some(Some(0)),
+        "{}",
+        bridge.log()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_started_before_nemos_database_takes_the_pages_broker_once_it_is_up() -> TestResult {
+    nemos_database_after_the_bridge(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemos_database_then_redis_after_the_bridge_the_pages_broker_is_used() -> TestResult {
+    nemos_database_after_the_bridge(true).await
+}
+
+/// An operator fixes the file's broker and sends SIGHUP while the bridge still waits for Redis:
+/// the reload is kept and applied before the broker is connected, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_while_waiting_for_redis_is_applied_once_redis_is_up() -> TestResult {
+    let mut redis = RedisServer::start()?;
+    redis.stop();
+    let broker = Mosquitto::start()?;
+    let mut sub = subscriber(&broker.url(), "hup-boot-sub", false).await;
+    let setup = Setup::new();
+    let cfg = setup.config(
+        "hup-boot.toml",
+        &redis.url_db(1),
+        "mqtt://127.0.0.1:9",
+        "",
+        "",
+    );
+    let mut bridge = setup.bridge(&cfg, "hup-boot");
+    assert!(
+        bridge.wait_log(Duration::from_secs(10), |l| l
+            .contains("redis: cannot connect; retrying")),
+        "{}",
+        bridge.log()
+    );
+    let fixed = std::fs::read_to_string(&cfg)?.replace("mqtt://127.0.0.1:9", &broker.url());
+    std::fs::write(&cfg, fixed)?;
+    bridge.signal("-HUP");
+    assert!(
+        bridge.wait_log(Duration::from_secs(10), |l| l
+            .contains("reload requested while connecting")),
+        "{}",
+        bridge.log()
+    );
+    redis.restart()?;
+    assert!(
+        bridge.wait_ready(Duration::from_secs(20)),
+        "the fixed broker was not used:\n{}",
+        bridge.log()
+    );
+    let log = bridge.log();
+    push_and_receive(&redis.url_db(1), &mut sub, 10, &log).await;
+    bridge.signal("-TERM");
+    assert_eq!(
+        bridge.wait_exit(Duration::from_secs(10)),
+        Some(Some(0)),
+        "{}",
+        bridge.log()
+    );
     Ok(())
 }

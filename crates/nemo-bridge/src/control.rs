@@ -106,6 +106,17 @@ pub fn stop_limit(drain_timeout: Duration) -> Duration {
     drain_timeout + Duration::from_secs(5)
 }
 
+/// What ended a wait for a server at the start ([`Controls::until_stop_or_reload`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited<T> {
+    /// The wait ended by itself, with this.
+    Done(T),
+    /// A stop request came first.
+    Stop,
+    /// A reload request came first: the configuration waited on may be out of date.
+    Reload(ReloadReason),
+}
+
 /// The one channel of control requests the lifecycle reads: the caller's (signals), merged with
 /// the queue's and the settings poll's reload requests ([`sender`](Self::sender)).
 #[derive(Debug)]
@@ -113,6 +124,7 @@ pub struct Controls {
     rx: mpsc::Receiver<Control>,
     tx: mpsc::Sender<Control>,
     stop_limit_ms: Arc<AtomicU64>,
+    deferred: Option<ReloadReason>,
 }
 
 impl Controls {
@@ -148,6 +160,7 @@ impl Controls {
             rx,
             tx,
             stop_limit_ms,
+            deferred: None,
         }
     }
 
@@ -166,8 +179,10 @@ impl Controls {
         self.stop_limit_ms.store(millis(limit), Ordering::Relaxed);
     }
 
-    /// Run `fut` (a connect at the start) unless a stop request comes first (`Ok(None)`); a
-    /// reload request meanwhile is noted and dropped: the configuration in use was just read.
+    /// Run `fut` (a connect at the start) unless a stop request comes first (`Ok(None)`). A
+    /// reload request meanwhile does not end the wait (what is being connected cannot change
+    /// live); it is kept, and [`take_deferred`](Self::take_deferred) gives it to the lifecycle,
+    /// which applies it before it connects the broker.
     ///
     /// # Errors
     /// Whatever `fut` returns.
@@ -180,11 +195,31 @@ impl Controls {
             tokio::select! {
                 r = &mut fut => return r.map(Some),
                 c = self.rx.recv() => match c {
-                    Some(Control::Reload(_)) => info!("reload requested while starting; the configuration in use is the one just read"),
+                    Some(Control::Reload(why)) => {
+                        info!(reason = %why, "reload requested while connecting; it is applied before the broker is connected");
+                        self.deferred = Some(why);
+                    }
                     _ => return Ok(None),
                 },
             }
         }
+    }
+
+    /// Run `fut` (the wait for the broker) until it ends, or a stop or a reload request comes
+    /// first: a reload may name another broker, so the wait for this one ends.
+    pub async fn until_stop_or_reload<T>(&mut self, fut: impl Future<Output = T>) -> Waited<T> {
+        tokio::select! {
+            r = fut => Waited::Done(r),
+            c = self.rx.recv() => match c {
+                Some(Control::Reload(why)) => Waited::Reload(why),
+                _ => Waited::Stop,
+            },
+        }
+    }
+
+    /// The reload request that came while [`until_stop`](Self::until_stop) waited, once.
+    pub fn take_deferred(&mut self) -> Option<ReloadReason> {
+        self.deferred.take()
     }
 }
 
@@ -259,7 +294,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn until_stop_yields_to_a_stop_and_ignores_a_reload() {
+    async fn until_stop_or_reload_ends_at_either_request() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut c = Controls::spawn(rx, Duration::from_secs(3600));
+        assert_eq!(c.until_stop_or_reload(async { 3 }).await, Waited::Done(3));
+        tx.send(Control::Reload(ReloadReason::Notify))
+            .await
+            .unwrap();
+        let never = std::future::pending::<()>();
+        assert_eq!(
+            c.until_stop_or_reload(never).await,
+            Waited::Reload(ReloadReason::Notify)
+        );
+        tx.send(Control::Shutdown).await.unwrap();
+        let never = std::future::pending::<()>();
+        assert_eq!(c.until_stop_or_reload(never).await, Waited::Stop);
+    }
+
+    #[tokio::test]
+    async fn until_stop_yields_to_a_stop_and_keeps_a_reload_for_later() {
         let (tx, rx) = mpsc::channel(4);
         let mut c = Controls::spawn(rx, Duration::from_secs(3600));
         c.sender()
@@ -269,6 +322,8 @@ mod tests {
         let never = std::future::pending::<Result<(), ()>>();
         let waited = tokio::time::timeout(Duration::from_millis(100), c.until_stop(never)).await;
         assert!(waited.is_err(), "a reload must not end the wait");
+        assert_eq!(c.take_deferred(), Some(ReloadReason::Signal));
+        assert_eq!(c.take_deferred(), None, "given once");
         // A stop ends it (the guard thread is armed with an hour: the test ends first).
         tx.send(Control::Shutdown).await.unwrap();
         let never = std::future::pending::<Result<(), ()>>();

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+use crate::control::{ReloadReason, Waited};
 use crate::http::{Health, Note};
 use crate::message_log::{LogTap, LoggedSink, MessageLog};
 use crate::pipeline::PipelineOptions;
@@ -51,8 +52,19 @@ pub(crate) struct Live {
     out: Outlets,
 }
 
+/// How a [`Live::start`] ended.
+pub(crate) enum Started {
+    /// Connected and running.
+    Live(Box<Live>),
+    /// A stop came before the broker answered.
+    Stopped,
+    /// A reload came before the broker answered: re-read the configuration (it may name
+    /// another broker, as when NEMO's database comes up after the bridge) and start again.
+    Reload(ReloadReason),
+}
+
 impl Live {
-    /// Connect the broker of `cfg` (waiting for it; `Ok(None)` when a stop comes first) and
+    /// Connect the broker of `cfg` (waiting for it, until a stop or a reload comes first) and
     /// start what follows it: the preparer, the message log, the displays' feed.
     ///
     /// # Errors
@@ -63,18 +75,25 @@ impl Live {
         store: Option<Arc<dyn NemoStore>>,
         controls: &mut crate::control::Controls,
         out: &Outlets,
-    ) -> Result<Option<Live>, crate::error::BridgeError> {
+    ) -> Result<Started, crate::error::BridgeError> {
         let prep = preparer(&cfg)?;
         let connect = Publisher::connect(cfg.mqtt_config(), cfg.backoff.build());
-        let Some(publisher) = controls.until_stop(connect).await? else {
-            info!("stopped before the broker could be reached");
-            return Ok(None);
+        let publisher = match controls.until_stop_or_reload(connect).await {
+            Waited::Done(connected) => connected?,
+            Waited::Stop => {
+                info!("stopped before the broker could be reached");
+                return Ok(Started::Stopped);
+            }
+            Waited::Reload(why) => {
+                info!(reason = %why, "reload requested while waiting for the broker; re-reading the configuration");
+                return Ok(Started::Reload(why));
+            }
         };
         let mqtt_task = watch_mqtt(publisher.state(), out.health.clone(), out.status_tx.clone());
         let msglog = message_log(&cfg, store);
         let display = start_display(&cfg, &out.health, &out.figures)?;
         out.publisher_tx.send_replace(Some(publisher.clone()));
-        Ok(Some(Live {
+        Ok(Started::Live(Box::new(Live {
             cfg,
             publisher,
             mqtt_task,
@@ -82,7 +101,7 @@ impl Live {
             msglog,
             display,
             out: out.clone(),
-        }))
+        })))
     }
 
     /// Re-read the configuration and apply it; `false` when it was rejected (the running one

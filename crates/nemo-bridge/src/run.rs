@@ -24,7 +24,7 @@ use crate::control::{Control, Controls, ReloadReason, TEARDOWN, stop_deadline, s
 use crate::error::BridgeError;
 use crate::figures::{FigureBoard, Flow};
 use crate::http::{Health, Note};
-use crate::live::{Live, Outlets, reload_config};
+use crate::live::{Live, Outlets, Started, reload_config};
 use crate::pipeline::{Pipeline, StopMode};
 use crate::queue::{Consumer, Diagnostics, Lock, Queue};
 use crate::settings::{RowState, Settings};
@@ -103,11 +103,7 @@ pub async fn run(
                     stop_at = tokio::time::Instant::now();
                     break 'compete;
                 };
-                if let Some(new) = reload_config(&mut settings, &cfg, &health).await {
-                    controls.set_stop_limit(stop_limit(new.drain_timeout()));
-                    note_applied(&diag, &new, &settings, why);
-                    cfg = new;
-                }
+                cfg = reloaded(&mut settings, cfg, &health, &controls, &diag, why).await;
             }
             health.set_lease_held(true);
         }
@@ -115,7 +111,20 @@ pub async fn run(
             mut source,
             mut lock,
         } = queue.consumer(won).await?;
-        let started = Live::start(cfg.clone(), settings.store(), &mut controls, &out).await?;
+        // Connect the broker; a reload while waiting for it (or for the queue before) is
+        // applied first: it may name another broker, e.g. once NEMO's database is up.
+        let started = loop {
+            if let Some(why) = controls.take_deferred() {
+                cfg = reloaded(&mut settings, cfg, &health, &controls, &diag, why).await;
+            }
+            match Live::start(cfg.clone(), settings.store(), &mut controls, &out).await? {
+                Started::Reload(why) => {
+                    cfg = reloaded(&mut settings, cfg, &health, &controls, &diag, why).await;
+                }
+                Started::Live(live) => break Some(*live),
+                Started::Stopped => break None,
+            }
+        };
         let Some(mut live) = started else {
             stop_at = tokio::time::Instant::now();
             drop(source);
@@ -252,6 +261,26 @@ async fn reload(
     if live.reload(settings).await {
         controls.set_stop_limit(stop_limit(live.cfg.drain_timeout()));
         note_applied(diag, &live.cfg, settings, why);
+    }
+}
+
+/// Re-read the configuration before the bridge is live (a standby, or a wait for the broker):
+/// the new one, or `cfg` when the reload was rejected.
+async fn reloaded(
+    settings: &mut Settings,
+    cfg: Config,
+    health: &Health,
+    controls: &Controls,
+    diag: &Mutex<Diagnostics>,
+    why: ReloadReason,
+) -> Config {
+    match reload_config(settings, &cfg, health).await {
+        Some(new) => {
+            controls.set_stop_limit(stop_limit(new.drain_timeout()));
+            note_applied(diag, &new, settings, why);
+            new
+        }
+        None => cfg,
     }
 }
 
