@@ -417,3 +417,39 @@ async fn a_sighup_while_waiting_for_redis_is_applied_once_redis_is_up() -> TestR
     );
     Ok(())
 }
+
+/// A sentinel that refuses the bridge's credentials: fred reports it like sentinels that are
+/// not up ("Failed to connect to all sentinel nodes"); the bridge asks the sentinel itself and
+/// ends at once with the reason, instead of waiting forever. (The sentinel here is a
+/// `redis-server` with `requirepass`: the same AUTH exchange a password-protected
+/// `redis-sentinel` answers to a wrong password.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_refusing_the_credentials_ends_the_bridge_at_once() -> TestResult {
+    let sentinel = RedisServer::builder().password("sentinel-pw").start()?;
+    let broker = Mosquitto::start()?;
+    let setup = Setup::new();
+    let url = format!(
+        "redis-sentinel://:not-the-password@127.0.0.1:{}/1?sentinelServiceName=nemo",
+        sentinel.port()
+    );
+    let cfg = setup.config("sentinel-auth.toml", &url, &broker.url(), "", "");
+    let t = Instant::now();
+    let mut bridge = setup.bridge(&cfg, "sentinel-auth");
+    let exit = bridge.wait_exit(Duration::from_secs(15));
+    let log = bridge.log();
+    assert_eq!(exit, Some(Some(1)), "{log}");
+    assert!(
+        log.contains("refuses the credentials") && log.contains("WRONGPASS"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("not-the-password"),
+        "a secret in the log: {log}"
+    );
+    assert_eq!(redis_waits(&log), 0, "it waited: {log}");
+    println!(
+        "a sentinel refusing the password: exit 1 after {:?}",
+        t.elapsed()
+    );
+    Ok(())
+}

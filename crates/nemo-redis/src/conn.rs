@@ -102,6 +102,11 @@ impl Redis {
                 Ok(()) => break client,
                 Err(e) if retry && e.is_transient() => match delays.next_delay() {
                     Some(d) => {
+                        if no_sentinel_answers(&e)
+                            && let Some(refused) = refused_by_a_sentinel(cfg).await
+                        {
+                            return Err(refused);
+                        }
                         let what = waiting_for(cfg, &e);
                         let delay_ms = d.as_millis() as u64;
                         if outage.waiting_for(&what) {
@@ -177,6 +182,12 @@ impl Redis {
 /// What a transient connect failure means the bridge waits for, in words for the log:
 /// Redis itself, the cluster, or for a Sentinel URL the sentinels (none answers), their
 /// master (not named yet, not up yet, or still a replica).
+/// fred's "Failed to connect to all sentinel nodes".
+fn no_sentinel_answers(e: &RedisError) -> bool {
+    matches!(e, RedisError::Connect { source, .. }
+        if *source.kind() == fred::error::ErrorKind::Sentinel && source.details().contains("all sentinel"))
+}
+
 fn waiting_for(cfg: &RedisConfig, e: &RedisError) -> String {
     use fred::types::config::ServerConfig;
     let server = fred::types::config::Config::from_url(&cfg.url).map(|c| c.server);
@@ -310,14 +321,69 @@ pub fn reconnect_policy(b: &BackoffConfig) -> ReconnectPolicy {
     p
 }
 
-fn builder(cfg: &RedisConfig, backoff: &BackoffConfig) -> Result<Builder, RedisError> {
-    #[allow(unused_mut)]
+/// fred's configuration of `redis.url`, with the TLS files of `[redis]`.
+fn fred_config(cfg: &RedisConfig) -> Result<fred::types::config::Config, RedisError> {
     let mut config =
         fred::types::config::Config::from_url(&cfg.url).map_err(|e| invalid_url(cfg, &e))?;
     if config.tls.is_some() && (cfg.ca_file.is_some() || cfg.client_cert.is_some()) {
         config.tls = Some(tls_connector(cfg)?.into());
     }
-    let mut b = Builder::from_config(config);
+    Ok(config)
+}
+
+/// fred reports sentinels that refuse the credentials exactly like sentinels that are not up
+/// yet ("Failed to connect to all sentinel nodes"), and a bridge would wait for them forever.
+/// So when no sentinel answers, ask each one directly, with what fred gives them (the URL's
+/// user, password and TLS): the refusal of one that refuses, if any. A sentinel that is down
+/// or slow says nothing here.
+async fn refused_by_a_sentinel(cfg: &RedisConfig) -> Option<RedisError> {
+    use fred::types::config::ServerConfig;
+    let config = fred_config(cfg).ok()?;
+    let ServerConfig::Sentinel { hosts, .. } = &config.server else {
+        return None;
+    };
+    let timeout = cfg.command_timeout().min(Duration::from_secs(2));
+    let mut probes = tokio::task::JoinSet::new();
+    for host in hosts.clone() {
+        let mut config = config.clone();
+        config.server = ServerConfig::Centralized {
+            server: host.clone(),
+        };
+        probes.spawn(async move {
+            let mut b = Builder::from_config(config);
+            b.with_connection_config(|c| {
+                c.connection_timeout = timeout;
+                c.internal_command_timeout = timeout;
+                c.max_command_attempts = 1;
+            });
+            let client = b.build().ok()?;
+            let asked = async {
+                client.init().await?;
+                client.ping::<()>(None).await
+            };
+            let answer = tokio::time::timeout(timeout * 2, asked).await;
+            let _ = tokio::time::timeout(timeout, client.quit()).await;
+            match answer {
+                Ok(Err(e)) if crate::error::refuses_credentials(&e) => {
+                    Some(RedisError::SentinelAuth {
+                        sentinel: host.to_string(),
+                        source: e,
+                    })
+                }
+                _ => None,
+            }
+        });
+    }
+    while let Some(probed) = probes.join_next().await {
+        if let Ok(Some(refused)) = probed {
+            return Some(refused);
+        }
+    }
+    None
+}
+
+fn builder(cfg: &RedisConfig, backoff: &BackoffConfig) -> Result<Builder, RedisError> {
+    let mut b = Builder::from_config(fred_config(cfg)?);
     b.set_policy(reconnect_policy(backoff));
     b.with_connection_config(|c| {
         c.connection_timeout = cfg.command_timeout();

@@ -77,12 +77,35 @@ pub enum RedisError {
         /// What was wrong.
         detail: String,
     },
+    /// A sentinel refused the credentials the bridge gives it (the user and password of
+    /// `redis.url`). fred reports that exactly like sentinels that are not up yet, so the
+    /// bridge asks the sentinels itself when none answers. Not transient.
+    #[error(
+        "Redis Sentinel at {sentinel} refuses the credentials of redis.url (the sentinels get the URL's user and password): {source}"
+    )]
+    SentinelAuth {
+        /// The sentinel's `host:port`.
+        sentinel: String,
+        /// What it answered.
+        #[source]
+        source: fred::error::Error,
+    },
     /// The single-active lease is not (or no longer) held by this process.
     #[error("lease {key} is lost (another bridge holds it, or it expired)")]
     LeaseLost {
         /// The lease key.
         key: String,
     },
+}
+
+/// Whether a server's answer refuses the credentials (WRONGPASS, NOAUTH, an AUTH to a server
+/// without a password, or fred's authentication error).
+pub(crate) fn refuses_credentials(e: &fred::error::Error) -> bool {
+    let details = e.details();
+    *e.kind() == fred::error::ErrorKind::Auth
+        || details.contains("WRONGPASS")
+        || details.contains("NOAUTH")
+        || details.contains("without any password configured")
 }
 
 impl RedisError {
@@ -123,9 +146,7 @@ impl RedisError {
             // mistake (the configuration check catches it first).
             RedisError::Connect { source, .. } => {
                 let details = source.details();
-                let wrong_credentials = details.contains("WRONGPASS")
-                    || details.contains("NOAUTH")
-                    || *source.kind() == ErrorKind::Auth;
+                let wrong_credentials = refuses_credentials(source);
                 let sentinel = *source.kind() == ErrorKind::Sentinel
                     && !details.contains("Missing sentinel service name");
                 (sentinel
