@@ -434,3 +434,95 @@ fn the_displays_password_is_never_printed() {
     );
     assert!(!text.contains("display-pw"), "{text}");
 }
+
+/// The displays move to another broker: `[display] url` changed and SIGHUP. The feed restarts
+/// on the new broker and rebuilds every display there from the retained tool state, with no new
+/// event; events after the reload reach the new broker too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_displays_to_another_broker() -> TestResult {
+    let redis = RedisServer::start()?;
+    let events = Mosquitto::start()?;
+    let first = Mosquitto::start()?;
+    let second = Mosquitto::start()?;
+    let setup = Setup::new();
+    let cfg = config(
+        &setup,
+        "move.toml",
+        &redis.url(),
+        &events.url(),
+        &first.url(),
+        "",
+    );
+    let bridge = setup.bridge(&cfg, "move");
+    assert!(
+        bridge.wait_ready(Duration::from_secs(20)),
+        "{}",
+        bridge.log()
+    );
+    let prod = producer(&redis).await;
+    for it in phase_one() {
+        prod.enqueue_raw(it.as_bytes()).await?;
+    }
+    let want = after_phase_one();
+    let got = statuses(
+        &first.url(),
+        "move-1",
+        &want,
+        false,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(got, want, "{}", bridge.tail(30));
+
+    let moved = std::fs::read_to_string(&cfg)?.replace(&first.url(), &second.url());
+    std::fs::write(&cfg, moved)?;
+    bridge.signal("-HUP");
+    let got = statuses(
+        &second.url(),
+        "move-2",
+        &want,
+        false,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(
+        got,
+        want,
+        "the new broker gets every display:\n{}",
+        bridge.tail(30)
+    );
+    let late = statuses(
+        &second.url(),
+        "move-2-late",
+        &want,
+        true,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        late, want,
+        "retained there for a display that connects later"
+    );
+    assert!(
+        bridge
+            .log()
+            .contains("the displays' feed settings changed; restarting it"),
+        "{}",
+        bridge.tail(30)
+    );
+
+    for it in phase_two() {
+        prod.enqueue_raw(it.as_bytes()).await?;
+    }
+    let want = after_phase_two();
+    let got = statuses(
+        &second.url(),
+        "move-3",
+        &want,
+        false,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(got, want, "{}", bridge.tail(30));
+    Ok(())
+}

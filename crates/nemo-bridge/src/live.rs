@@ -10,7 +10,8 @@
 //! re-reads every layer of the configuration ([`Settings::load`]) and applies it between two
 //! pipeline runs: a new broker is connected before the old one is closed (so no event waits on
 //! a broker that does not exist), the preparer is rebuilt (topics, HMAC key, event filters),
-//! and the message log restarts. What cannot change live (`[redis]`, `[lease]`, `[nemo]
+//! the message log restarts, and the displays' feed restarts when its settings changed. What
+//! cannot change live (`[redis]`, `[lease]`, `[nemo]
 //! source` and `database_url`) is named in one warning: it takes effect at the next start.
 
 use std::sync::Arc;
@@ -131,7 +132,35 @@ impl Live {
             old.close(Duration::from_millis(500)).await;
         }
         self.msglog = message_log(&new, store);
+        self.restart_display_if_changed(&new).await;
         self.cfg = new;
+    }
+
+    /// The displays' feed follows `[display]`, the events' broker it listens to, the HMAC key
+    /// it verifies with and the backoff: when one of them changed, the old feed stops and a
+    /// new one starts (it rebuilds every display from the retained tool state).
+    async fn restart_display_if_changed(&mut self, new: &Config) {
+        let old = &self.cfg;
+        if new.display == old.display
+            && new.mqtt_config() == old.mqtt_config()
+            && new.hmac == old.hmac
+            && new.backoff == old.backoff
+        {
+            return;
+        }
+        if let Some(feed) = self.display.take() {
+            info!("reload: the displays' feed settings changed; restarting it");
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            crate::control::best_effort(until, "stop the display feed", feed.shutdown()).await;
+            self.out.health.set_display(None);
+            self.out.figures.set_display(None);
+        }
+        match start_display(new, &self.out.health, &self.out.figures) {
+            Ok(feed) => self.display = feed,
+            Err(e) => {
+                error!(error = %e, "reload: the displays' feed cannot start with the new settings; it is off until the next reload")
+            }
+        }
     }
 
     /// The sink of the next pipeline run: the broker, logged when the message log is on.
