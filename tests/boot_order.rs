@@ -84,13 +84,7 @@ async fn bridge_started_before_its_sentinel_set_waits_then_serves() -> TestResul
     assert!(redis_waits(&log) <= 2, "{log}");
     push_and_receive(&set.url(), &mut sub, 20, &log).await;
 
-    bridge.signal("-TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(10)),
-        Some(Some(0)),
-        "{}",
-        bridge.log()
-    );
+    bridge.stop_cleanly(Duration::from_secs(10));
     Ok(())
 }
 
@@ -146,13 +140,7 @@ async fn bridge_with_only_its_sentinels_up_waits_for_their_master() -> TestResul
     std::thread::sleep(Duration::from_secs(3));
     assert!(bridge.alive(), "the bridge exited:\n{}", bridge.log());
     assert_eq!(redis_waits(&bridge.log()), 1, "{}", bridge.log());
-    bridge.signal("-TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(5)),
-        Some(Some(0)),
-        "{}",
-        bridge.log()
-    );
+    bridge.stop_cleanly(Duration::from_secs(5));
     Ok(())
 }
 
@@ -198,13 +186,7 @@ async fn bridge_started_before_its_broker_waits_then_serves() -> TestResult {
         "{}",
         bridge.log()
     );
-    bridge.signal("-TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(10)),
-        Some(Some(0)),
-        "{}",
-        bridge.log()
-    );
+    bridge.stop_cleanly(Duration::from_secs(10));
     Ok(())
 }
 
@@ -284,13 +266,7 @@ async fn bridge_started_before_its_table_queues_database_waits_then_serves() -> 
         arrived.missing(),
         bridge.log()
     );
-    bridge.signal("-TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(10)),
-        Some(Some(0)),
-        "{}",
-        bridge.log()
-    );
+    bridge.stop_cleanly(Duration::from_secs(10));
     Ok(())
 }
 
@@ -348,13 +324,7 @@ async fn nemos_database_after_the_bridge(redis_later: bool) -> TestResult {
         "the first read did not give up:\n{log}"
     );
     push_and_receive(&redis.url_db(1), &mut sub, N, &log).await;
-    bridge.signal("-TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(10)),
-        Some(Some(0)),
-        "{}",
-        bridge.log()
-    );
+    bridge.stop_cleanly(Duration::from_secs(10));
     Ok(())
 }
 
@@ -408,13 +378,7 @@ async fn a_sighup_while_waiting_for_redis_is_applied_once_redis_is_up() -> TestR
     );
     let log = bridge.log();
     push_and_receive(&redis.url_db(1), &mut sub, 10, &log).await;
-    bridge.signal("-TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(10)),
-        Some(Some(0)),
-        "{}",
-        bridge.log()
-    );
+    bridge.stop_cleanly(Duration::from_secs(10));
     Ok(())
 }
 

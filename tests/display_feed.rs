@@ -213,6 +213,46 @@ async fn statuses(
     got
 }
 
+/// A bridge with the feed on (`config` named `name`), ready, and the events of phase one sent;
+/// every display on `displays` is checked to show them. The bridge and the producer.
+async fn running_with_phase_one(
+    setup: &Setup,
+    name: &str,
+    redis: &RedisServer,
+    events: &Mosquitto,
+    displays: &Mosquitto,
+) -> (support::Bridge, nemo_redis::Producer, std::path::PathBuf) {
+    let cfg = config(
+        setup,
+        name,
+        &redis.url(),
+        &events.url(),
+        &displays.url(),
+        "",
+    );
+    let bridge = setup.bridge(&cfg, name);
+    assert!(
+        bridge.wait_ready(Duration::from_secs(20)),
+        "{}",
+        bridge.log()
+    );
+    let prod = producer(redis).await;
+    for it in phase_one() {
+        prod.enqueue_raw(it.as_bytes()).await.unwrap();
+    }
+    let want = after_phase_one();
+    let got = statuses(
+        &displays.url(),
+        &format!("{name}-first"),
+        &want,
+        false,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(got, want, "{}", bridge.tail(30));
+    (bridge, prod, cfg)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_displays_broker_dies_while_events_flow_and_every_display_is_right_after() -> TestResult
 {
@@ -222,35 +262,8 @@ async fn the_displays_broker_dies_while_events_flow_and_every_display_is_right_a
     // publishes again.
     let mut displays = Mosquitto::builder().persistence(false).start()?;
     let setup = Setup::new();
-    let cfg = config(
-        &setup,
-        "outage.toml",
-        &redis.url(),
-        &events.url(),
-        &displays.url(),
-        "",
-    );
-    let bridge = setup.bridge(&cfg, "outage");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
-    let prod = producer(&redis).await;
-
-    for it in phase_one() {
-        prod.enqueue_raw(it.as_bytes()).await?;
-    }
-    let want = after_phase_one();
-    let got = statuses(
-        &displays.url(),
-        "late-1",
-        &want,
-        false,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(got, want, "{}", bridge.tail(30));
+    let (bridge, prod, _) =
+        running_with_phase_one(&setup, "outage", &redis, &events, &displays).await;
 
     // The displays' broker dies; the events keep flowing and the queue keeps draining: the
     // feed never holds it back.
@@ -445,34 +458,8 @@ async fn a_reload_moves_the_displays_to_another_broker() -> TestResult {
     let first = Mosquitto::start()?;
     let second = Mosquitto::start()?;
     let setup = Setup::new();
-    let cfg = config(
-        &setup,
-        "move.toml",
-        &redis.url(),
-        &events.url(),
-        &first.url(),
-        "",
-    );
-    let bridge = setup.bridge(&cfg, "move");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
-    let prod = producer(&redis).await;
-    for it in phase_one() {
-        prod.enqueue_raw(it.as_bytes()).await?;
-    }
+    let (bridge, prod, cfg) = running_with_phase_one(&setup, "move", &redis, &events, &first).await;
     let want = after_phase_one();
-    let got = statuses(
-        &first.url(),
-        "move-1",
-        &want,
-        false,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(got, want, "{}", bridge.tail(30));
 
     let moved = std::fs::read_to_string(&cfg)?.replace(&first.url(), &second.url());
     std::fs::write(&cfg, moved)?;

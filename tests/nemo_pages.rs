@@ -116,6 +116,19 @@ impl NemoSite {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Save the MQTT page's configuration (broker 127.0.0.1:`port`, "log messages" as given)
+    /// through the plugin's model; its `id` and `updated_at` as the page's row has them.
+    fn save_configuration(&self, port: u16, log_messages: bool) -> serde_json::Value {
+        let port = port.to_string();
+        let mut args = vec!["site_configuration", "--broker-port", port.as_str()];
+        if log_messages {
+            args.push("--log-messages");
+        }
+        let out = self.manage(&args);
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("site_configuration: {e}: {out}"))
+    }
+
     /// Serve the site with Django's `runserver` on a free loopback port.
     fn serve(&mut self) {
         let log = std::fs::File::create(self.tmp.path().join("runserver.log")).unwrap();
@@ -225,12 +238,7 @@ async fn plugin1_message_log_pages_show_what_nemo_queued_in_order() -> TestResul
     );
     // The MQTT page's configuration, saved through the plugin's model: "Log all MQTT
     // messages" on, retain off.
-    site.manage(&[
-        "site_configuration",
-        "--broker-port",
-        &broker.port().to_string(),
-        "--log-messages",
-    ]);
+    site.save_configuration(broker.port(), true);
     // A tool used in NEMO: the plugin's signal handlers queue a tool_created, then an
     // enabled and a disabled event per use.
     site.manage(&["site_usage", "--uses", &USES.to_string()]);
@@ -280,13 +288,7 @@ async fn plugin1_message_log_pages_show_what_nemo_queued_in_order() -> TestResul
         (logged() >= queued.len()).then_some(())
     });
     // A graceful stop: whatever the bridge would still log is written before the pages load.
-    bridge.signal("-TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(15)),
-        Some(Some(0)),
-        "{}",
-        bridge.log()
-    );
+    bridge.stop_cleanly(Duration::from_secs(15));
     site.serve();
     let newest_first: Vec<String> = queued.iter().rev().cloned().collect();
 
@@ -411,14 +413,7 @@ async fn plugin2_status_view_shows_what_the_plugins_bridge_would() -> TestResult
     let db = NemoDatabase::Postgres(Box::new(PostgresServer::start()?));
     let broker = Mosquitto::start()?;
     let mut site = NemoSite::migrated(2, &db.url(), &[]);
-    let saved: serde_json::Value = serde_json::from_str(
-        site.manage(&[
-            "site_configuration",
-            "--broker-port",
-            &broker.port().to_string(),
-        ])
-        .trim(),
-    )?;
+    let saved = site.save_configuration(broker.port(), false);
 
     let mut sub = subscriber(&broker.url(), "pages2-sub", false).await;
     let setup = Setup::new();
@@ -478,14 +473,7 @@ async fn plugin2_status_view_shows_what_the_plugins_bridge_would() -> TestResult
     let ours_running = view["diagnostics"].clone();
 
     // A save on NEMO's MQTT page: the plugin's model sends NOTIFY; the row shows the reload.
-    let saved_again: serde_json::Value = serde_json::from_str(
-        site.manage(&[
-            "site_configuration",
-            "--broker-port",
-            &broker.port().to_string(),
-        ])
-        .trim(),
-    )?;
+    let saved_again = site.save_configuration(broker.port(), false);
     assert_ne!(saved_again["updated_at"], saved["updated_at"]);
     let after_save = Instant::now();
     let fingerprint = "SELECT bridge_diagnostics->'applied_fingerprint'->>'updated_at' \
@@ -520,13 +508,7 @@ async fn plugin2_status_view_shows_what_the_plugins_bridge_would() -> TestResult
     assert_times_as_python_writes_them(&view);
 
     // A graceful stop: `disconnected`, and only the plugin's keys left in the row.
-    bridge.signal("-TERM");
-    assert_eq!(
-        bridge.wait_exit(Duration::from_secs(15)),
-        Some(Some(0)),
-        "{}",
-        bridge.log()
-    );
+    bridge.stop_cleanly(Duration::from_secs(15));
     let view = site.json_page("/mqtt_bridge_status/");
     assert_eq!(view["status"], "disconnected", "{view:#}");
     let left: Vec<String> = shape(&view["diagnostics"]).into_keys().collect();

@@ -78,6 +78,11 @@ impl Bridge {
         }
         None
     }
+    /// SIGTERM, and assert a clean stop: exit status 0 within `limit` (the log otherwise).
+    pub fn stop_cleanly(&mut self, limit: Duration) {
+        self.signal("-TERM");
+        assert_eq!(self.wait_exit(limit), Some(Some(0)), "{}", self.log());
+    }
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -24,13 +24,19 @@
 //! confirmation that is dropped unfinished (the pipeline stopped) closes its place, which the
 //! writer skips.
 //!
+//! NEMO's MQTT page lists the newest rows by `sent_at`, not by id. So `sent_at` is the time of
+//! the publication (taken at publish, as the plugin's bridge logs right after its publish),
+//! and the writer keeps it strictly increasing in publication order (a publication in the
+//! same microsecond as the one before is written 1 µs after it): the page shows the
+//! publication order too.
+//!
 //! A slow or absent database fills the queue and the overflow is dropped and counted
 //! (`nemo_bridge_message_log_dropped_total`); a batch that cannot be written is dropped and
 //! counted too. Without INSERT or DELETE permission (or with the table missing) the writer says
 //! so once and writes nothing more until the next reload, which starts a new writer.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nemo_db::{DbError, LogEntry, NemoStore};
 use nemo_mqtt::{Confirm, ConnState, EventSink, OutMessage};
@@ -114,11 +120,14 @@ async fn write_loop(store: Arc<dyn NemoStore>, keep: u64, mut rx: mpsc::Receiver
     let mut failing: Option<String> = None;
     let mut places = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut last_sent: Option<SystemTime> = None;
     while rx.recv_many(&mut places, BATCH).await > 0 {
         // In queue order = publication order; a place whose confirmation was dropped is
         // closed (`Err`) and skipped.
         for place in places.drain(..) {
-            if let Ok(entry) = place.await {
+            if let Ok(mut entry) = place.await {
+                entry.sent_at = after(last_sent, entry.sent_at);
+                last_sent = Some(entry.sent_at);
                 batch.push(entry);
             }
         }
@@ -161,6 +170,15 @@ async fn write_loop(store: Arc<dyn NemoStore>, keep: u64, mut rx: mpsc::Receiver
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+/// `sent`, or 1 µs after `last` when it is not later (the log's times strictly increase in
+/// publication order: NEMO's page sorts by them).
+fn after(last: Option<SystemTime>, sent: SystemTime) -> SystemTime {
+    match last {
+        Some(last) if sent <= last => last + Duration::from_micros(1),
+        _ => sent,
     }
 }
 
@@ -209,6 +227,7 @@ impl<K: EventSink> EventSink for LoggedSink<K> {
         // The place is taken now, in publication order; the entry fills it when the broker
         // answered, whenever the pipeline polls this confirmation.
         let place = self.tap.reserve();
+        let sent_at = SystemTime::now();
         let (topic, payload, qos, retain) =
             (msg.topic.clone(), msg.payload.clone(), msg.qos, msg.retain);
         let confirm = self.inner.publish(msg);
@@ -218,10 +237,12 @@ impl<K: EventSink> EventSink for LoggedSink<K> {
                 let text = String::from_utf8_lossy(&payload).into_owned();
                 let qos = qos as u8;
                 // The writer is gone (closed): nothing to fill.
-                let _ = place.send(match &result {
+                let mut entry = match &result {
                     Ok(()) => LogEntry::confirmed(topic, text, qos, retain),
                     Err(e) => LogEntry::failed(topic, text, qos, retain, e.to_string()),
-                });
+                };
+                entry.sent_at = sent_at;
+                let _ = place.send(entry);
             }
             result
         })
@@ -377,6 +398,33 @@ mod tests {
             .collect();
         let expected: Vec<String> = [0, 2, 3, 4].iter().map(|i| msg(*i).topic).collect();
         assert_eq!(topics, expected);
+        // NEMO's page sorts by sent_at: it increases in publication order too.
+        let times: Vec<SystemTime> = written.lock().unwrap().iter().map(|e| e.sent_at).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    }
+
+    #[tokio::test]
+    async fn sent_at_strictly_increases_in_the_order_written() {
+        let (store, written) = recording_store();
+        let log = MessageLog::spawn(Arc::new(store), 0);
+        let tap = log.tap();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // Two in the same microsecond, then one with an earlier clock (a step back).
+        for at in [
+            t,
+            t,
+            t - Duration::from_millis(3),
+            t + Duration::from_secs(1),
+        ] {
+            let mut e = LogEntry::confirmed("nemo/tools/1/enabled", "{}", 1, false);
+            e.sent_at = at;
+            fill(&tap, e);
+        }
+        drop(tap);
+        log.close(Duration::from_secs(5)).await;
+        let times: Vec<SystemTime> = written.lock().unwrap().iter().map(|e| e.sent_at).collect();
+        let us = Duration::from_micros(1);
+        assert_eq!(times, [t, t + us, t + us * 2, t + Duration::from_secs(1)]);
     }
 
     /// A store whose writes fail with "denied", or never finish, counting the calls.

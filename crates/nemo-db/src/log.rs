@@ -25,7 +25,9 @@ pub struct LogEntry {
     pub success: bool,
     /// Why it failed, when it did.
     pub error_message: Option<String>,
-    /// When the confirmation (or the failure) came.
+    /// When it was sent. The constructors take the current time; the bridge's message log
+    /// sets the time of the publication and keeps the times increasing in publication order
+    /// (NEMO's page lists the newest by this column).
     pub sent_at: SystemTime,
 }
 
