@@ -353,6 +353,14 @@ async fn a_restarted_bridge_rebuilds_every_display_from_the_retained_tool_state(
     // The bridge stops, the displays' broker loses everything, and someone without the key
     // publishes on the events' broker: neither a bare payload nor a forged envelope may reach
     // a display.
+    // Every event acked first: the next bridge has nothing to deliver again, so what the
+    // displays get after the restart comes from the retained tool state alone.
+    assert_eq!(
+        wait_drained(&redis, Duration::from_secs(20)),
+        (0, 0),
+        "{}",
+        bridge.tail(30)
+    );
     bridge.kill9();
     displays.restart()?;
     let forger = Publisher::connect(
@@ -390,6 +398,12 @@ async fn a_restarted_bridge_rebuilds_every_display_from_the_retained_tool_state(
         "{}",
         bridge.log()
     );
+    // 204's latest event is `tool_non_operational`: its tool-state document says `down` and
+    // carries no usage (the latest event wins, docs/events.md), so with the displays' broker
+    // emptied and nothing delivered again, 204's display is rebuilt only by its next usage
+    // event. Every other display is rebuilt.
+    let mut want = want;
+    want.remove("204");
     let got = statuses(
         &displays.url(),
         "after",
