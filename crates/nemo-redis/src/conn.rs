@@ -179,15 +179,15 @@ impl Redis {
     }
 }
 
-/// What a transient connect failure means the bridge waits for, in words for the log:
-/// Redis itself, the cluster, or for a Sentinel URL the sentinels (none answers), their
-/// master (not named yet, not up yet, or still a replica).
 /// fred's "Failed to connect to all sentinel nodes".
 fn no_sentinel_answers(e: &RedisError) -> bool {
     matches!(e, RedisError::Connect { source, .. }
         if *source.kind() == fred::error::ErrorKind::Sentinel && source.details().contains("all sentinel"))
 }
 
+/// What a transient connect failure means the bridge waits for, in words for the log:
+/// Redis itself, the cluster, or for a Sentinel URL the sentinels (none answers), their
+/// master (not named yet, not up yet, or still a replica).
 fn waiting_for(cfg: &RedisConfig, e: &RedisError) -> String {
     use fred::types::config::ServerConfig;
     let server = fred::types::config::Config::from_url(&cfg.url).map(|c| c.server);
@@ -349,6 +349,8 @@ async fn refused_by_a_sentinel(cfg: &RedisConfig) -> Option<RedisError> {
         config.server = ServerConfig::Centralized {
             server: host.clone(),
         };
+        config.database = None; // a sentinel has no databases: no SELECT
+
         probes.spawn(async move {
             let mut b = Builder::from_config(config);
             b.with_connection_config(|c| {
