@@ -2,7 +2,8 @@
 //! three sentinels) and a Cluster of three masters.
 //!
 //! Every process is a child of the test, bound to `127.0.0.1` on a port the
-//! kernel picked (never 6379 or 26379), with its files in one temporary
+//! kernel picked, or one reserved below its ephemeral range ([`SentinelPorts`];
+//! never 6379, 16379 or 26379), with its files in one temporary
 //! directory, and killed on drop. The harness talks to its servers with a small
 //! RESP client of its own (no `redis-cli` needed to start a Sentinel set);
 //! `redis-cli` is used for `--cluster create` and for the `cli` helpers.
@@ -270,13 +271,49 @@ impl RedisSentinelSet {
             .killed
             .ok_or(HarnessError::NotRunning("killed master"))?;
         self.wait_until("sentinel failover", old, timeout, |set| {
-            let mut reported = set.sentinels.iter().map(|s| master_addr(s.port, &set.name));
-            let first = reported.next().flatten()?;
-            (first != old
-                && reported.all(|p| p == Some(first))
-                && role(first).as_deref() == Some("master"))
-            .then_some(first)
+            set.agreed().filter(|&master| master != old)
         })
+    }
+
+    /// Wait until every sentinel reports the same master and that server
+    /// answers `ROLE` as `master`; returns its port.
+    ///
+    /// This is the master *now*: on a loaded machine a promoted master that
+    /// did not answer for `down-after-milliseconds` (1 s) is failed over again,
+    /// so after a fail-over test ask this rather than keep the port
+    /// [`wait_failover`](Self::wait_failover) returned.
+    ///
+    /// # Errors
+    /// [`HarnessError::NotReady`] with every log tail when the sentinels do not
+    /// agree within `timeout`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), nemo_testkit::HarnessError> {
+    /// let set = nemo_testkit::RedisSentinelSet::start("nemo")?;
+    /// let master = set.agreed_master(std::time::Duration::from_secs(10))?;
+    /// assert_eq!(set.server_ports()[0], master);
+    /// # Ok(()) }
+    /// ```
+    pub fn agreed_master(&self, timeout: Duration) -> Result<u16, HarnessError> {
+        let first_sentinel = self.sentinels.first().map_or(0, |s| s.port);
+        self.wait_until(
+            "sentinels' agreement",
+            first_sentinel,
+            timeout,
+            Self::agreed,
+        )
+    }
+
+    /// The master every sentinel reports, if they all report the same one and
+    /// it answers `ROLE` as `master`.
+    fn agreed(&self) -> Option<u16> {
+        let mut reported = self
+            .sentinels
+            .iter()
+            .map(|s| master_addr(s.port, &self.name));
+        let first = reported.next().flatten()?;
+        (reported.all(|p| p == Some(first)) && role(first).as_deref() == Some("master"))
+            .then_some(first)
     }
 
     /// Start the server [`kill_master`](Self::kill_master) killed again, on its
@@ -302,7 +339,10 @@ impl RedisSentinelSet {
         let args = data_args(port, &node.dir, Some(master));
         node.process = ServerProcess::new("redis-server", program, args, node.log.clone());
         node.process.spawn()?;
-        wait_ready(&mut node.process, port, READY_TIMEOUT, || ping(port))?;
+        let pid = node.process.pid();
+        wait_ready(&mut node.process, port, READY_TIMEOUT, || {
+            answers_as(port, pid)
+        })?;
         self.killed = None;
         self.wait_until("replication", port, SETTLE_TIMEOUT, |_| {
             link_up(port).then_some(())
@@ -587,7 +627,8 @@ impl Node {
             let mut process =
                 ServerProcess::new(name, program.to_path_buf(), args(port, &dir)?, log.clone());
             process.spawn()?;
-            match wait_ready(&mut process, port, READY_TIMEOUT, || ping(port)) {
+            let pid = process.pid();
+            match wait_ready(&mut process, port, READY_TIMEOUT, || answers_as(port, pid)) {
                 Ok(()) => {
                     return Ok(Node {
                         label: label.to_string(),
@@ -608,7 +649,10 @@ impl Node {
 }
 
 /// Ports for a [`RedisSentinelSet`] chosen before it starts
-/// ([`RedisSentinelSet::start_on`]): free when chosen, never 6379/16379/26379.
+/// ([`RedisSentinelSet::start_on`]): free when chosen, never 6379/16379/26379,
+/// and below the kernel's ephemeral range, so that in the seconds before the
+/// set starts the kernel hands none of them to another test's `bind(0)` or to
+/// an outgoing connection's source port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SentinelPorts {
     /// The first master.
@@ -620,7 +664,7 @@ pub struct SentinelPorts {
 }
 
 impl SentinelPorts {
-    /// Five distinct free loopback ports.
+    /// Five distinct free loopback ports, below the ephemeral range.
     ///
     /// # Errors
     /// [`HarnessError::Io`] when no port can be bound.
@@ -628,11 +672,12 @@ impl SentinelPorts {
     /// ```
     /// let p = nemo_testkit::SentinelPorts::free().unwrap();
     /// assert_ne!(p.master, p.sentinels[0]);
+    /// assert!(p.sentinels.iter().all(|&port| port >= 20_000));
     /// ```
     pub fn free() -> Result<Self, HarnessError> {
         let mut taken: Vec<u16> = Vec::new();
         while taken.len() < 5 {
-            let p = private_port()?;
+            let p = reserved_port()?;
             if !taken.contains(&p) {
                 taken.push(p);
             }
@@ -677,6 +722,36 @@ fn private_port() -> Result<u16, HarnessError> {
             return Ok(port);
         }
     }
+}
+
+/// Where [`reserved_port`] looks: from here up to the ephemeral range.
+const RESERVED_FROM: u16 = 20_000;
+
+/// A free loopback port for a server that starts seconds later: below the
+/// kernel's ephemeral range (`ip_local_port_range`, 32768 by default), where
+/// the kernel never picks a port on its own, chosen at random so that two tests
+/// reserving at once do not meet. Falls back to [`private_port`] when that
+/// range is empty.
+fn reserved_port() -> Result<u16, HarnessError> {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let Some(span) = ephemeral.checked_sub(RESERVED_FROM).filter(|&s| s > 0) else {
+        return private_port();
+    };
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32..200 {
+        let mut h = random.build_hasher();
+        h.write_u32(attempt);
+        let port = RESERVED_FROM + (h.finish() % u64::from(span)) as u16;
+        if !SYSTEM_PORTS.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return Ok(port);
+        }
+    }
+    private_port()
 }
 
 /// Command line of a Sentinel set's data server (a replica of `replicaof` if set).
@@ -803,6 +878,18 @@ fn log_tails<'a>(nodes: impl Iterator<Item = &'a Node>) -> String {
 /// `PING` answered with `PONG` (`-LOADING` and the like mean not yet).
 fn ping(port: u16) -> bool {
     matches!(command(port, &["PING"]), Ok(Reply::Status(s)) if s == "PONG")
+}
+
+/// `port` answers `PING`, and it is the process `pid` that answers (`INFO
+/// server`'s `process_id`): when another test's server took the port first,
+/// ours exits on its failed bind, but the other one would answer `PING` too.
+fn answers_as(port: u16, pid: Option<u32>) -> bool {
+    ping(port)
+        && pid.is_some_and(|pid| {
+            info(port, "server")
+                .and_then(|i| i.get("process_id")?.parse::<u32>().ok())
+                .is_some_and(|id| id == pid)
+        })
 }
 
 /// The replica on `port` is connected to its master and synchronised.
@@ -964,6 +1051,40 @@ mod tests {
         assert_eq!(read_reply(&mut r).unwrap(), Reply::Array(None));
         assert!(read_reply(&mut r).is_err(), "end of input");
         assert!(read_reply(&mut BufReader::new(&b"?x\r\n"[..])).is_err());
+    }
+
+    #[test]
+    fn a_reserved_port_another_server_took_is_an_error_not_that_server() {
+        // Another test's Redis took the master's port before the set started: our
+        // master exits on its failed bind, and the other server, which answers PING
+        // too, must not be taken for it.
+        let other = crate::RedisServer::start().unwrap();
+        let mut ports = SentinelPorts::free().unwrap();
+        ports.master = other.port();
+        let err = RedisSentinelSet::start_on("nemo-taken", &ports).unwrap_err();
+        assert!(
+            matches!(err, HarnessError::NotReady { port, .. } if port == other.port()),
+            "{err}"
+        );
+        assert_eq!(
+            other.cli(&["DBSIZE"]).unwrap(),
+            "0",
+            "nothing written there"
+        );
+    }
+
+    #[test]
+    fn reserved_ports_are_below_the_ephemeral_range_and_free() {
+        let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768);
+        for _ in 0..50 {
+            let port = reserved_port().unwrap();
+            assert!((RESERVED_FROM..ephemeral).contains(&port), "{port}");
+            assert!(!SYSTEM_PORTS.contains(&port));
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
     }
 
     #[test]
