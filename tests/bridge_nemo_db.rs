@@ -63,12 +63,7 @@ async fn page_moves_the_bridge(db: NemoDatabase, trigger: Trigger) -> TestResult
     );
     let mut sub_a = subscriber(&broker_a.url(), "page-sub-a", false).await;
     let mut sub_b = subscriber(&broker_b.url(), "page-sub-b", false).await;
-    let bridge = setup.bridge(&cfg, "page");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let bridge = setup.ready_bridge(&cfg, "page");
     let (code, body) = http_get(setup.http, "/readyz").unwrap();
     assert_eq!((code, body.contains("reason")), (200, false), "{body}");
 
@@ -185,12 +180,7 @@ async fn database_gone_mid_run_changes_nothing_for_delivery() -> TestResult {
         ),
     );
     let mut sub = subscriber(&broker.url(), "gone-sub", false).await;
-    let bridge = setup.bridge(&cfg, "gone");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let bridge = setup.ready_bridge(&cfg, "gone");
 
     db.kill();
     let prod = producer(&redis).await;

@@ -98,13 +98,7 @@ fn start_bridge(setup: &Setup, db: &NemoDatabase, broker: &Mosquitto, tag: &str)
         setup.http,
         "",
     );
-    let bridge = setup.bridge(&cfg, tag);
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
-    bridge
+    setup.ready_bridge(&cfg, tag)
 }
 
 /// Rows go out byte for byte, in row order, marked processed only once the broker has them;
@@ -512,12 +506,7 @@ async fn the_pages_notify_reloads_the_configuration() -> TestResult {
     std::fs::write(&cfg, text)?;
     let mut sub_a = subscriber(&broker_a.url(), "notify-a", false).await;
     let mut sub_b = subscriber(&broker_b.url(), "notify-b", false).await;
-    let bridge = setup.bridge(&cfg, "notify");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let bridge = setup.ready_bridge(&cfg, "notify");
     let mut q = PluginQueue::connect(&db.url()).await;
     q.publish_seq(0).await;
     let got = collect(&mut sub_a, Duration::from_secs(10), |g| !g.is_empty()).await;

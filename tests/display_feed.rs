@@ -230,12 +230,7 @@ async fn running_with_phase_one(
         &displays.url(),
         "",
     );
-    let bridge = setup.bridge(&cfg, name);
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let bridge = setup.ready_bridge(&cfg, name);
     let prod = producer(redis).await;
     for it in phase_one() {
         prod.enqueue_raw(it.as_bytes()).await.unwrap();
@@ -329,12 +324,7 @@ async fn a_restarted_bridge_rebuilds_every_display_from_the_retained_tool_state(
         &displays.url(),
         &extra,
     );
-    let mut bridge = setup.bridge(&cfg, "restart-1");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let mut bridge = setup.ready_bridge(&cfg, "restart-1");
     let prod = producer(&redis).await;
     for it in phase_one().into_iter().chain(phase_two()) {
         prod.enqueue_raw(it.as_bytes()).await?;
@@ -392,12 +382,7 @@ async fn a_restarted_bridge_rebuilds_every_display_from_the_retained_tool_state(
 
     // Started again with no new event: every display gets its tool's latest status from the
     // retained tool-state documents, with the events' own times.
-    let bridge = setup.bridge(&cfg, "restart-2");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let bridge = setup.ready_bridge(&cfg, "restart-2");
     // 204's latest event is `tool_non_operational`: its tool-state document says `down` and
     // carries no usage (the latest event wins, docs/events.md), so with the displays' broker
     // emptied and nothing delivered again, 204's display is rebuilt only by its next usage

@@ -28,12 +28,7 @@ async fn sentinel_failover_mid_stream_loses_nothing() -> TestResult {
     let setup = Setup::new();
     let mut sub = subscriber(&broker.url(), "ha-sub", true).await;
     let cfg = setup.config("ha.toml", &set.url(), &broker.url(), "", "");
-    let bridge = setup.bridge(&cfg, "ha");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let bridge = setup.ready_bridge(&cfg, "ha");
 
     // The HA producer: push a batch, then WAIT for one replica; push again when unsure.
     let done = Arc::new(AtomicBool::new(false));

@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nemo_testkit::{Mosquitto, RedisServer};
@@ -35,12 +36,7 @@ async fn stop_with(fault: Fault) -> TestResult {
     // Let the broker's autosave (1 s) persist the subscriber's session before the fault.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let cfg = setup.config("stop.toml", &redis.url(), &broker.url(), "", "");
-    let mut bridge = setup.bridge(&cfg, &tag);
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let mut bridge = setup.ready_bridge(&cfg, &tag);
     let prod = producer(&redis).await;
     prod.enqueue_raw_many(&(0..N / 2).map(|s| item(s % 7, s)).collect::<Vec<_>>())
         .await?;
@@ -179,6 +175,30 @@ async fn delivered(
     }
 }
 
+/// A new bridge on `cfg` (the first one, `first`, has stopped) delivers every `seq` of `0..n`.
+#[allow(clippy::too_many_arguments)]
+async fn delivered_by_the_next_bridge(
+    setup: &Setup,
+    cfg: &Path,
+    tag: &str,
+    first: &Bridge,
+    sub: &mut nemo_mqtt::Subscriber,
+    got: Vec<nemo_mqtt::Received>,
+    n: usize,
+    what: &str,
+) {
+    let again = setup.bridge(cfg, &format!("{tag}-again"));
+    let unique = delivered(sub, got, n).await;
+    println!("{what}: {unique} of {n} delivered after the restart");
+    assert_eq!(
+        unique,
+        n,
+        "first bridge:\n{}\nsecond:\n{}",
+        first.log(),
+        again.tail(30)
+    );
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DbFault {
     Gone,
@@ -216,12 +236,7 @@ async fn table_stop_with(fault: DbFault) -> TestResult {
         setup.http,
         "",
     );
-    let mut bridge = setup.bridge(&cfg, &tag);
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let mut bridge = setup.ready_bridge(&cfg, &tag);
     let mut queue = PluginQueue::connect(&db.url()).await;
     for seq in 0..N / 2 {
         queue.publish_seq(seq).await;
@@ -229,25 +244,14 @@ async fn table_stop_with(fault: DbFault) -> TestResult {
     let got = collect(&mut sub, Duration::from_secs(20), |g| g.len() >= N / 8).await;
     inflict(&mut db, fault);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_stopped_in_time(
-        &mut bridge,
-        &format!("NEMO's database (the queue) {fault:?}"),
-    );
+    let what = format!("NEMO's database (the queue) {fault:?}");
+    assert_stopped_in_time(&mut bridge, &what);
 
     heal(&mut db, fault);
     for seq in N / 2..N {
         queue.publish_seq(seq).await;
     }
-    let again = setup.bridge(&cfg, &format!("{tag}-again"));
-    let unique = delivered(&mut sub, got, N).await;
-    println!("table {fault:?}: {unique} of {N} delivered after the restart");
-    assert_eq!(
-        unique,
-        N,
-        "first bridge:\n{}\nsecond:\n{}",
-        bridge.log(),
-        again.tail(30)
-    );
+    delivered_by_the_next_bridge(&setup, &cfg, &tag, &bridge, &mut sub, got, N, &what).await;
     Ok(())
 }
 
@@ -284,12 +288,7 @@ async fn nemo_db_stop_with(fault: DbFault, everything: bool) -> TestResult {
         "",
         &format!("[nemo]\ndatabase_url = \"{}\"\npoll_s = 1\n", db.url()),
     );
-    let mut bridge = setup.bridge(&cfg, &tag);
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let mut bridge = setup.ready_bridge(&cfg, &tag);
     let prod = producer(&redis).await;
     prod.enqueue_raw_many(&(0..N / 2).map(|s| item(s % 7, s)).collect::<Vec<_>>())
         .await?;
@@ -315,16 +314,7 @@ async fn nemo_db_stop_with(fault: DbFault, everything: bool) -> TestResult {
     let prod = producer(&redis).await;
     prod.enqueue_raw_many(&(N / 2..N).map(|s| item(s % 7, s)).collect::<Vec<_>>())
         .await?;
-    let again = setup.bridge(&cfg, &format!("{tag}-again"));
-    let unique = delivered(&mut sub, got, N).await;
-    println!("{what}: {unique} of {N} delivered after the restart");
-    assert_eq!(
-        unique,
-        N,
-        "first bridge:\n{}\nsecond:\n{}",
-        bridge.log(),
-        again.tail(30)
-    );
+    delivered_by_the_next_bridge(&setup, &cfg, &tag, &bridge, &mut sub, got, N, &what).await;
     Ok(())
 }
 
@@ -351,12 +341,7 @@ async fn a_second_signal_exits_at_once() -> TestResult {
     let broker = Mosquitto::start()?;
     let setup = Setup::new();
     let cfg = setup.config("second.toml", &redis.url(), &broker.url(), "", "");
-    let mut bridge = setup.bridge(&cfg, "second");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let mut bridge = setup.ready_bridge(&cfg, "second");
     redis.freeze()?;
     bridge.signal("-TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -427,12 +412,7 @@ async fn sigterm_while_idle_interrupts_the_waiting_read() -> TestResult {
         "",
         "",
     );
-    let mut bridge = setup.bridge(&cfg, "idle");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let mut bridge = setup.ready_bridge(&cfg, "idle");
     // Long enough for the pipeline to be inside its blocking read.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t = Instant::now();

@@ -357,12 +357,7 @@ async fn reload_names_the_settings_that_need_a_restart() -> TestResult {
         "",
         &nemo(&db.url()),
     );
-    let bridge = setup.bridge(&cfg, "reload");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let bridge = setup.ready_bridge(&cfg, "reload");
     let mut sub = subscriber(&broker.url(), "reload-sub", false).await;
     let p = producer(&redis).await;
 

@@ -26,12 +26,7 @@ async fn a_late_subscriber_rebuilds_the_board_from_retained_state() -> TestResul
     let text = std::fs::read_to_string(&cfg)?.replace(NO_STATE_TOPICS, "");
     std::fs::write(&cfg, text)?;
     let mut live = subscriber(&broker.url(), "state-live", false).await;
-    let bridge = setup.bridge(&cfg, "state");
-    assert!(
-        bridge.wait_ready(Duration::from_secs(20)),
-        "{}",
-        bridge.log()
-    );
+    let _bridge = setup.ready_bridge(&cfg, "state");
 
     let items = std::fs::read_to_string(fixtures_dir().join("v1-queue-items.jsonl"))?;
     let items: Vec<&str> = items.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -207,6 +207,17 @@ impl Setup {
         let level = std::env::var("NEMO_TEST_BRIDGE_LOG").unwrap_or_else(|_| "info".into());
         self.bridge_at(config, tag, &level)
     }
+    /// [`bridge`](Self::bridge), ready within 20 s, or the test fails with its log.
+    #[track_caller]
+    pub fn ready_bridge(&self, config: &Path, tag: &str) -> Bridge {
+        let bridge = self.bridge(config, tag);
+        assert!(
+            bridge.wait_ready(Duration::from_secs(20)),
+            "{}",
+            bridge.log()
+        );
+        bridge
+    }
     pub fn bridge_at(&self, config: &Path, tag: &str, level: &str) -> Bridge {
         Bridge::spawn(
             config,
