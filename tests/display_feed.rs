@@ -17,7 +17,7 @@ use std::time::Duration;
 use nemo_events::Qos;
 use nemo_mqtt::{EventSink, MqttConfig, OutMessage, Publisher, Subscriber};
 use nemo_testkit::{Mosquitto, RedisServer};
-use support::{NO_STATE_TOPICS, Setup, TestResult, producer, wait_drained};
+use support::{Bridge, NO_STATE_TOPICS, Setup, TestResult, producer, wait_drained};
 
 const HMAC_KEY: &str = "display-feed-test-key";
 
@@ -213,6 +213,21 @@ async fn statuses(
     got
 }
 
+/// The displays on `url` show `want` ([`statuses`]), or the test fails saying `why`, with the
+/// tail of `bridge`'s log as it is then.
+async fn assert_displays(
+    url: &str,
+    id: &str,
+    want: &BTreeMap<String, String>,
+    retained_only: bool,
+    limit: Duration,
+    bridge: &Bridge,
+    why: &str,
+) {
+    let got = statuses(url, id, want, retained_only, limit).await;
+    assert_eq!(&got, want, "displays via {id}: {why}\n{}", bridge.tail(40));
+}
+
 /// A bridge with the feed on (`config` named `name`), ready, and the events of phase one sent;
 /// every display on `displays` is checked to show them. The bridge and the producer.
 async fn running_with_phase_one(
@@ -236,15 +251,16 @@ async fn running_with_phase_one(
         prod.enqueue_raw(it.as_bytes()).await.unwrap();
     }
     let want = after_phase_one();
-    let got = statuses(
+    assert_displays(
         &displays.url(),
         &format!("{name}-first"),
         &want,
         false,
         Duration::from_secs(20),
+        &bridge,
+        "",
     )
     .await;
-    assert_eq!(got, want, "{}", bridge.tail(30));
     (bridge, prod, cfg)
 }
 
@@ -276,27 +292,26 @@ async fn the_displays_broker_dies_while_events_flow_and_every_display_is_right_a
     // Back, empty: every tool's retained status equals its latest event.
     displays.restart()?;
     let want = after_phase_two();
-    let live = statuses(
+    assert_displays(
         &displays.url(),
         "late-2",
         &want,
         false,
         Duration::from_secs(30),
+        &bridge,
+        "",
     )
     .await;
-    assert_eq!(live, want, "{}", bridge.tail(40));
-    let late = statuses(
+    assert_displays(
         &displays.url(),
         "late-3",
         &want,
         true,
         Duration::from_secs(5),
+        &bridge,
+        "a display that connects now gets its tool's status, retained",
     )
     .await;
-    assert_eq!(
-        late, want,
-        "a display that connects now gets its tool's status, retained"
-    );
     assert!(
         bridge
             .log()
@@ -330,15 +345,16 @@ async fn a_restarted_bridge_rebuilds_every_display_from_the_retained_tool_state(
         prod.enqueue_raw(it.as_bytes()).await?;
     }
     let want = after_phase_two();
-    let got = statuses(
+    assert_displays(
         &displays.url(),
         "first",
         &want,
         false,
         Duration::from_secs(20),
+        &bridge,
+        "",
     )
     .await;
-    assert_eq!(got, want, "{}", bridge.tail(30));
 
     // The bridge stops, the displays' broker loses everything, and someone without the key
     // publishes on the events' broker: neither a bare payload nor a forged envelope may reach
@@ -389,28 +405,27 @@ async fn a_restarted_bridge_rebuilds_every_display_from_the_retained_tool_state(
     // event. Every other display is rebuilt.
     let mut want = want;
     want.remove("204");
-    let got = statuses(
+    assert_displays(
         &displays.url(),
         "after",
         &want,
         false,
         Duration::from_secs(20),
+        &bridge,
+        "",
     )
     .await;
-    assert_eq!(got, want, "{}", bridge.tail(30));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let late = statuses(
+    assert_displays(
         &displays.url(),
         "after-2",
         &want,
         true,
         Duration::from_secs(3),
+        &bridge,
+        "retained for a late display; nothing forged arrived later",
     )
     .await;
-    assert_eq!(
-        late, want,
-        "retained for a late display; nothing forged arrived later"
-    );
     assert!(
         bridge.log().contains("does not verify"),
         "the forgeries are reported: {}",
@@ -463,32 +478,26 @@ async fn a_reload_moves_the_displays_to_another_broker() -> TestResult {
     let moved = std::fs::read_to_string(&cfg)?.replace(&first.url(), &second.url());
     std::fs::write(&cfg, moved)?;
     bridge.signal("-HUP");
-    let got = statuses(
+    assert_displays(
         &second.url(),
         "move-2",
         &want,
         false,
         Duration::from_secs(20),
+        &bridge,
+        "the new broker gets every display",
     )
     .await;
-    assert_eq!(
-        got,
-        want,
-        "the new broker gets every display:\n{}",
-        bridge.tail(30)
-    );
-    let late = statuses(
+    assert_displays(
         &second.url(),
         "move-2-late",
         &want,
         true,
         Duration::from_secs(5),
+        &bridge,
+        "retained there for a display that connects later",
     )
     .await;
-    assert_eq!(
-        late, want,
-        "retained there for a display that connects later"
-    );
     assert!(
         bridge
             .log()
@@ -501,14 +510,15 @@ async fn a_reload_moves_the_displays_to_another_broker() -> TestResult {
         prod.enqueue_raw(it.as_bytes()).await?;
     }
     let want = after_phase_two();
-    let got = statuses(
+    assert_displays(
         &second.url(),
         "move-3",
         &want,
         false,
         Duration::from_secs(20),
+        &bridge,
+        "",
     )
     .await;
-    assert_eq!(got, want, "{}", bridge.tail(30));
     Ok(())
 }
