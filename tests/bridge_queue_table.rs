@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nemo_mqtt::Received;
 use nemo_testkit::Mosquitto;
-use support::nemo_db::{NemoDatabase, PluginQueue, table_config};
+use support::nemo_db::{NemoDatabase, PluginQueue, is_python_isoformat_utc, table_config};
 use support::{Arrivals, Bridge, Setup, TestResult, collect, http_get, seq_of, subscriber};
 
 fn unprocessed(db: &NemoDatabase) -> usize {
@@ -66,19 +66,27 @@ fn plugin_stream(url: String, n: usize) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// A time as the plugin's bridge writes it into the status row: Python's `isoformat()` of a
-/// UTC datetime (microseconds only when not zero, `+00:00`, never `Z` or nanoseconds).
+/// A time as the plugin's bridge writes it into the status row ([`is_python_isoformat_utc`]).
 fn assert_isoformat(what: &str, v: &serde_json::Value) {
-    let re = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?\+00:00$").unwrap();
-    let text = v.as_str().unwrap_or_default();
     assert!(
-        re.is_match(text),
-        "{what} = {v} is not Python's isoformat in UTC"
+        v.as_str().is_some_and(is_python_isoformat_utc),
+        "{what} = {v} is not Python's isoformat in UTC (microseconds only when not zero, +00:00)"
     );
-    assert!(
-        !text.ends_with(".000000+00:00"),
-        "{what} = {v}: zero microseconds are left out"
-    );
+}
+
+#[test]
+fn isoformat_is_python_s_and_nothing_else() {
+    // The saved row's time from #28, and what the bridge wrote beside it then.
+    assert!(is_python_isoformat_utc("2026-12-07T15:23:43.671579+00:00"));
+    assert!(is_python_isoformat_utc("2026-12-07T15:23:43+00:00"));
+    for bad in [
+        "2026-12-07 15:23:43.671579+00",
+        "2026-12-07T15:23:43.671579123Z",
+        "2026-12-07T15:23:43.671579Z",
+        "2026-12-07T15:23:43.000000+00:00",
+    ] {
+        assert!(!is_python_isoformat_utc(bad), "{bad}");
+    }
 }
 
 /// `bridge_diagnostics` of the status row.

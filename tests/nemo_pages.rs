@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use nemo_testkit::{Mosquitto, PostgresServer, RedisServer, wait_for};
 use regex::Regex;
-use support::nemo_db::{NemoDatabase, table_config};
+use support::nemo_db::{NemoDatabase, is_python_isoformat_utc, table_config};
 use support::{Bridge, KEY, Setup, TestResult, subscriber};
 
 /// How long one page may take to load in Chromium.
@@ -328,14 +328,6 @@ async fn plugin1_message_log_pages_show_what_nemo_queued_in_order() -> TestResul
     assert!(flags.iter().all(|f| f == "False"), "{flags:?}");
     assert!(!admin.contains("/state<"), "a state document in the log");
     Ok(())
-}
-
-/// Python's `datetime.isoformat()` of an aware UTC time, as the plugin writes every time:
-/// microseconds only when not zero, and `+00:00`.
-fn is_python_isoformat_utc(s: &str) -> bool {
-    Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?\+00:00$")
-        .unwrap()
-        .is_match(s)
 }
 
 /// Every time in the status view (`…_at`, `at`, `last_heartbeat`), with its path, that is not

@@ -243,3 +243,12 @@ pub fn table_config(
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Python's `datetime.isoformat()` of an aware UTC time, as the plugin writes every time into
+/// its status row: microseconds only when not zero, and `+00:00` (never `Z` or nanoseconds).
+pub fn is_python_isoformat_utc(s: &str) -> bool {
+    regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?\+00:00$")
+        .unwrap()
+        .is_match(s)
+        && !s.ends_with(".000000+00:00")
+}
